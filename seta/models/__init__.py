@@ -1,0 +1,1 @@
+"""seta.models."""
