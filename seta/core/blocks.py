@@ -1,0 +1,253 @@
+"""Block geometry and the sparse block-delta product.
+
+A target weight W (out x in) is tiled into b x b blocks; block (r, c) covers rows
+[r*b, min((r+1)*b, out)) and columns [c*b, min((c+1)*b, in)) -- edge blocks may
+be ragged. A block id is ``r * n_cols + c``.
+
+An expert's update is a set of k blocks stored as one padded tensor
+``blocks`` (k, b, b) with coordinates ``rows``/``cols`` (k,). Its delta is
+
+    y = x ΔWᵀ,   ΔW = Σ_i scatter(blocks[i] → rows_i, cols_i)
+
+computed without ever building ΔW:
+
+    y[..., rows_i] += w_i · x[..., cols_i] @ blocks[i]ᵀ      for every block i
+
+(gather input columns → batched matmul → index_add into output rows). Entries
+of a padded block that fall outside a ragged edge are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """Tiling of one (out_features, in_features) weight into block_size² blocks."""
+
+    out_features: int  # rows of W
+    in_features: int  # columns of W
+    block_size: int  # b; edge blocks are ragged when b does not divide a side
+
+    def __post_init__(self) -> None:
+        for name in ("out_features", "in_features", "block_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"BlockGrid.{name} must be a positive int, got {value!r}")
+
+    @property
+    def n_rows(self) -> int:
+        """ceil(out / b)."""
+        return math.ceil(self.out_features / self.block_size)
+
+    @property
+    def n_cols(self) -> int:
+        """ceil(in / b)."""
+        return math.ceil(self.in_features / self.block_size)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def _check(self, block_id: int) -> int:
+        block_id = int(block_id)
+        if not 0 <= block_id < self.n_blocks:
+            raise ValueError(f"block id {block_id} outside [0, {self.n_blocks}) for {self}")
+        return block_id
+
+    def block_id(self, row: int, col: int) -> int:
+        """id = row · n_cols + col."""
+        if not (0 <= row < self.n_rows and 0 <= col < self.n_cols):
+            raise ValueError(f"block ({row}, {col}) outside the {self.n_rows}x{self.n_cols} grid")
+        return row * self.n_cols + col
+
+    def row_col(self, block_id: int) -> tuple[int, int]:
+        """(row, col) = divmod(id, n_cols)."""
+        return divmod(self._check(block_id), self.n_cols)
+
+    def slices(self, block_id: int) -> tuple[slice, slice]:
+        """Element slices of the block, clipped at ragged edges."""
+        r, c = self.row_col(block_id)
+        b = self.block_size
+        return (
+            slice(r * b, min((r + 1) * b, self.out_features)),
+            slice(c * b, min((c + 1) * b, self.in_features)),
+        )
+
+    def numel(self, block_id: int) -> int:
+        """|B| = (rows in B) · (cols in B)."""
+        rs, cs = self.slices(block_id)
+        return (rs.stop - rs.start) * (cs.stop - cs.start)
+
+    def numels(self) -> Tensor:
+        """|B| for every block id, (n_blocks,) long."""
+        b = self.block_size
+        h = torch.full((self.n_rows,), b, dtype=torch.long)
+        h[-1] = self.out_features - (self.n_rows - 1) * b
+        w = torch.full((self.n_cols,), b, dtype=torch.long)
+        w[-1] = self.in_features - (self.n_cols - 1) * b
+        return (h[:, None] * w[None, :]).reshape(-1)
+
+    def rows_cols(self, block_ids) -> tuple[Tensor, Tensor]:
+        """Block coordinates of ids, two (k,) long tensors."""
+        ids = torch.as_tensor(block_ids, dtype=torch.long).reshape(-1)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_blocks):
+            raise ValueError(f"block ids must lie in [0, {self.n_blocks}) for {self}")
+        return ids // self.n_cols, ids % self.n_cols
+
+    def mask(self, block_ids) -> Tensor:
+        """Boolean (out, in) mask of the elements covered by block_ids."""
+        m = torch.zeros(self.n_rows, self.n_cols, dtype=torch.bool)
+        rows, cols = self.rows_cols(block_ids)
+        m[rows, cols] = True
+        b = self.block_size
+        m = m.repeat_interleave(b, 0).repeat_interleave(b, 1)
+        return m[: self.out_features, : self.in_features]
+
+
+class BlockIndex:
+    """Global block ids over an ordered set of named layers.
+
+    global id = offsets[name] + local id, offsets being cumulative n_blocks in
+    insertion order, so a model-wide top-k can compare blocks of all layers.
+    """
+
+    def __init__(self, grids: dict[str, BlockGrid]):
+        if not grids:
+            raise ValueError("BlockIndex needs at least one layer")
+        self.grids = dict(grids)
+        self.names = list(self.grids)
+        self.offsets: dict[str, int] = {}
+        total = 0
+        for name, grid in self.grids.items():
+            self.offsets[name] = total
+            total += grid.n_blocks
+        self.n_blocks = total
+        self._starts = torch.tensor([self.offsets[n] for n in self.names], dtype=torch.long)
+
+    def to_global(self, name: str, local_ids) -> Tensor:
+        local = torch.as_tensor(local_ids, dtype=torch.long).reshape(-1)
+        grid = self.grids[name]
+        if local.numel() and (int(local.min()) < 0 or int(local.max()) >= grid.n_blocks):
+            raise ValueError(f"local ids for {name!r} must lie in [0, {grid.n_blocks})")
+        return local + self.offsets[name]
+
+    def split(self, global_ids) -> dict[str, Tensor]:
+        """name -> sorted local ids, for the layers that global_ids touch."""
+        ids = torch.as_tensor(global_ids, dtype=torch.long).reshape(-1).unique(sorted=True)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_blocks):
+            raise ValueError(f"global block ids must lie in [0, {self.n_blocks})")
+        layer = torch.searchsorted(self._starts, ids, right=True) - 1
+        out: dict[str, Tensor] = {}
+        for i in layer.unique().tolist():
+            name = self.names[i]
+            out[name] = ids[layer == i] - self.offsets[name]
+        return out
+
+    def numels(self) -> Tensor:
+        """|B| for every global id, (n_blocks,) long."""
+        return torch.cat([g.numels() for g in self.grids.values()])
+
+
+def _check_blocks(x: Tensor, blocks: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid, weights):
+    b = grid.block_size
+    if x.shape[-1] != grid.in_features:
+        raise ValueError(f"x has {x.shape[-1]} features, the grid expects {grid.in_features}")
+    if blocks.dim() != 3 or blocks.shape[1:] != (b, b):
+        raise ValueError(f"blocks must be (k, {b}, {b}), got {tuple(blocks.shape)}")
+    k = blocks.shape[0]
+    if rows.shape != (k,) or cols.shape != (k,):
+        raise ValueError(f"rows and cols must be ({k},), got {tuple(rows.shape)}, {tuple(cols.shape)}")
+    if weights is not None and weights.shape != (x.shape[0], k):
+        raise ValueError(f"weights must be (B={x.shape[0]}, k={k}), got {tuple(weights.shape)}")
+
+
+def blocks_to_dense(blocks: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid) -> Tensor:
+    """ΔW = Σ_i scatter(blocks[i] → block (rows_i, cols_i)), (out, in). Reference only."""
+    b = grid.block_size
+    dense = blocks.new_zeros(grid.n_rows * b, grid.n_cols * b)
+    for i in range(blocks.shape[0]):
+        r, c = int(rows[i]), int(cols[i])
+        patch = torch.zeros_like(dense)
+        patch[r * b : (r + 1) * b, c * b : (c + 1) * b] = blocks[i]
+        dense = dense + patch  # out-of-place so autograd reaches every block
+    return dense[: grid.out_features, : grid.in_features]
+
+
+def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) -> Tensor:
+    """Slow, obviously correct y = x ΔWᵀ (per example: y_n = x_n (Σ_i w_{n,i} ΔW_i)ᵀ)."""
+    _check_blocks(x, blocks, rows, cols, grid, weights)
+    if weights is None:
+        return x @ blocks_to_dense(blocks, rows, cols, grid).T
+    outs = []
+    for n in range(x.shape[0]):
+        dense = blocks_to_dense(blocks * weights[n][:, None, None], rows, cols, grid)
+        outs.append(x[n] @ dense.T)
+    return torch.stack(outs)
+
+
+class _BlockDelta(torch.autograd.Function):
+    """Fast path; saves only the gathered input columns xg (k, N, b)."""
+
+    @staticmethod
+    def forward(ctx, x2, blocks, rows, cols, weights, n_rows, n_cols, b, d_out):
+        # x2: (N, d_in) tokens flattened; weights: (N, k) or None
+        N, d_in = x2.shape
+        k = blocks.shape[0]
+        xp = torch.nn.functional.pad(x2, (0, n_cols * b - d_in)).view(N, n_cols, b)
+        xg = xp.index_select(1, cols).transpose(0, 1)  # (k, N, b)
+        out = torch.bmm(xg, blocks.transpose(1, 2))  # (k, N, b)
+        if weights is not None:
+            out = out * weights.t().unsqueeze(-1)  # (k, N, 1)
+        y = x2.new_zeros(n_rows, N, b).index_add_(0, rows, out)  # (n_rows, N, b)
+        y = y.transpose(0, 1).reshape(N, n_rows * b)[:, :d_out]
+        ctx.save_for_backward(xg, blocks, rows, cols, weights)
+        ctx.dims = (N, d_in, n_rows, n_cols, b, d_out, k)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xg, blocks, rows, cols, weights = ctx.saved_tensors
+        N, d_in, n_rows, n_cols, b, d_out, k = ctx.dims
+        gyp = torch.nn.functional.pad(gy, (0, n_rows * b - d_out)).view(N, n_rows, b)
+        gout = gyp.index_select(1, rows).transpose(0, 1)  # (k, N, b) grad of each block's output
+        g_w = None
+        if weights is not None:
+            if ctx.needs_input_grad[4]:
+                raw = torch.bmm(xg, blocks.transpose(1, 2))  # (k, N, b), recomputed
+                g_w = (gout * raw).sum(-1).t()  # (N, k)
+            gout = gout * weights.t().unsqueeze(-1)
+        g_x = g_blocks = None
+        if ctx.needs_input_grad[0]:
+            gxg = torch.bmm(gout, blocks)  # (k, N, b)
+            gxp = gy.new_zeros(n_cols, N, b).index_add_(0, cols, gxg)
+            g_x = gxp.transpose(0, 1).reshape(N, n_cols * b)[:, :d_in]
+        if ctx.needs_input_grad[1]:
+            g_blocks = torch.bmm(gout.transpose(1, 2), xg)  # (k, b, b)
+        return g_x, g_blocks, None, None, g_w, None, None, None, None
+
+
+def block_delta(x: Tensor, blocks: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid, weights=None) -> Tensor:
+    """y = Σ_i w_i · scatter_rows_i(x[..., cols_i] @ blocks[i]ᵀ), without building ΔW.
+
+    x: (B, ..., d_in); blocks: (k, b, b); rows, cols: (k,) long;
+    weights: None or (B, k), weights[n] scaling every block for example x[n].
+    Returns (B, ..., d_out). Differentiable in x, blocks and weights.
+    """
+    _check_blocks(x, blocks, rows, cols, grid, weights)
+    lead = x.shape[:-1]
+    if blocks.shape[0] == 0:
+        return x.new_zeros(*lead, grid.out_features)
+    blocks = blocks.to(x.dtype)
+    x2 = x.reshape(-1, grid.in_features)  # (N, d_in), N = B * T
+    w = None
+    if weights is not None:
+        per_example = x2.shape[0] // x.shape[0]  # tokens per example
+        w = weights.to(x.dtype).repeat_interleave(per_example, dim=0)  # (N, k)
+    y = _BlockDelta.apply(x2, blocks, rows, cols, w, grid.n_rows, grid.n_cols, grid.block_size, grid.out_features)
+    return y.reshape(*lead, grid.out_features)
