@@ -1,0 +1,113 @@
+"""Adaptive elastic anchoring (method spec section 3) and EWC as the same maths.
+
+    L_anchor = sum_B (lambda_B / 2) sum_{e in B} F_{B,e} (theta_{B,e} - theta*_{B,e})^2
+    lambda_B = lambda * (number of earlier owners of B)
+    F        <- F / mean(F over all anchored elements)      (so lambda is free of the loss scale)
+    F_B      <- gamma * F_B + F_B^(t)                         (online merge after task t)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "elastic_anchor_penalty",
+    "normalise_fisher",
+    "merge_fisher",
+    "adaptive_strength",
+    "ewc_penalty",
+]
+
+
+def elastic_anchor_penalty(theta: Tensor, anchor: Tensor, fisher: Tensor, strength: Tensor | float) -> Tensor:
+    """L = sum_B (strength_B / 2) sum_e F_{B,e} (theta_{B,e} - anchor_{B,e})^2.
+
+    theta, anchor, fisher: (k, ...) e.g. stacked blocks (k, b, b); strength: (k,) or a scalar.
+    anchor and fisher are constants (detached). Returns a 0-dim tensor in theta's dtype.
+    """
+    if theta.shape != anchor.shape or theta.shape != fisher.shape:
+        raise ValueError(
+            f"theta {tuple(theta.shape)}, anchor {tuple(anchor.shape)} and fisher {tuple(fisher.shape)} must match"
+        )
+    if theta.dim() == 0:
+        raise ValueError("theta must have a leading block dim (k, ...); use ewc_penalty for plain tensors")
+    k = theta.shape[0]
+    strength = torch.as_tensor(strength, dtype=theta.dtype, device=theta.device)
+    if strength.dim() == 0:
+        strength = strength.expand(k)  # (k,)
+    if strength.shape != (k,):
+        raise ValueError(f"strength must be a scalar or ({k},), got {tuple(strength.shape)}")
+    diff = theta - anchor.detach().to(theta.dtype)  # (k, ...)
+    per_block = (fisher.detach().to(theta.dtype) * diff.square()).reshape(k, -1).sum(dim=1)  # (k,)
+    return 0.5 * (strength * per_block).sum()
+
+
+def normalise_fisher(fishers: Sequence[Tensor], valid: Sequence[Tensor] | None = None) -> list[Tensor]:
+    """F_i <- F_i / mean(F), the mean taken over all anchored elements of all tensors together.
+
+    valid: optional bool masks (same shapes) of the elements that exist, e.g. excluding the padding of
+    ragged edge blocks; only those enter the mean (padding keeps its value, normally 0). If the mean is
+    0 (no anchoring signal at all) the tensors are returned unchanged (copies).
+    """
+    fishers = list(fishers)
+    if valid is not None and len(valid) != len(fishers):
+        raise ValueError(f"valid has {len(valid)} masks for {len(fishers)} Fisher tensors")
+    total, count = 0.0, 0
+    for i, f in enumerate(fishers):
+        if valid is None:
+            total += f.detach().double().sum().item()
+            count += f.numel()
+        else:
+            if valid[i].shape != f.shape:
+                raise ValueError(f"valid[{i}] {tuple(valid[i].shape)} does not match fisher {tuple(f.shape)}")
+            total += f.detach().double()[valid[i]].sum().item()
+            count += int(valid[i].sum().item())
+    if count == 0 or total == 0.0:
+        return [f.clone() for f in fishers]
+    mean = total / count
+    return [f / mean for f in fishers]
+
+
+def merge_fisher(old: Tensor | None, new: Tensor, gamma: float = 1.0) -> Tensor:
+    """Online Fisher merge: F <- gamma * F_old + F_new (F_old = None means no earlier task: F <- F_new)."""
+    if not 0.0 <= gamma:
+        raise ValueError(f"gamma must be >= 0 (1.0 = plain sum over tasks), got {gamma}")
+    if old is None:
+        return new.clone()
+    if old.shape != new.shape:
+        raise ValueError(f"old {tuple(old.shape)} and new {tuple(new.shape)} Fisher shapes differ")
+    return gamma * old + new
+
+
+def adaptive_strength(n_earlier_owners: Tensor, lam: float) -> Tensor:
+    """lambda_B = lam * n_B, n_B = number of earlier tasks owning block B. (k,) long -> (k,) float32."""
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    n = torch.as_tensor(n_earlier_owners)
+    if (n < 0).any():
+        raise ValueError("n_earlier_owners must be >= 0")
+    return lam * n.to(torch.float32)
+
+
+def ewc_penalty(
+    params: Sequence[Tensor], anchors: Sequence[Tensor], fishers: Sequence[Tensor], lam: float
+) -> Tensor:
+    """EWC: L = (lam / 2) sum_i sum_e F_{i,e} (p_{i,e} - a_{i,e})^2.
+
+    The elastic anchoring penalty with every tensor as one block of strength lam.
+    """
+    if not (len(params) == len(anchors) == len(fishers)):
+        raise ValueError(f"got {len(params)} params, {len(anchors)} anchors, {len(fishers)} fishers; they must pair up")
+    if not params:
+        return torch.zeros(())
+    for i, (p, a, f) in enumerate(zip(params, anchors, fishers)):
+        if not (p.shape == a.shape == f.shape):
+            raise ValueError(f"params[{i}] {tuple(p.shape)}, anchor {tuple(a.shape)}, fisher {tuple(f.shape)} differ")
+    terms = [
+        elastic_anchor_penalty(p.reshape(1, -1), a.reshape(1, -1), f.reshape(1, -1), lam)
+        for p, a, f in zip(params, anchors, fishers)
+    ]
+    return torch.stack(terms).sum()
