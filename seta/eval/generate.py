@@ -1,0 +1,133 @@
+"""Batched greedy generation for a HF causal LM.
+
+Prompts are left-padded so every row's last prompt token sits at the same
+position and new tokens are appended in lock-step; only the new tokens are
+decoded, cut at the first stop (eos) token. Decoding is greedy
+(``do_sample=False``): a documented deviation from TRACE's temperature 0.1.
+
+A routed model (SETA) fixes its route per batch at prefill: ``before_batch``
+is called with the batch's positions in the caller's ``prompts`` list and the
+padded inputs, before ``model.generate``; ``after_batch`` after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+BatchHook = Callable[[list[int], dict[str, torch.Tensor]], None]
+
+
+def _encode(tokenizer, prompts: Sequence[str | Sequence[int]], add_special_tokens: bool) -> list[list[int]]:
+    ids = []
+    for p in prompts:
+        if isinstance(p, str):
+            ids.append(list(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]))
+        else:
+            ids.append([int(t) for t in p])
+    return ids
+
+
+def left_pad(ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad token id lists: ``input_ids`` and ``attention_mask``, both (B, T_max)."""
+    t = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), t), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(ids), t), dtype=torch.long)  # (B, T)
+    for i, x in enumerate(ids):
+        if len(x):
+            input_ids[i, t - len(x) :] = torch.tensor(x, dtype=torch.long)
+            mask[i, t - len(x) :] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def cut_at_stop(tokens: Sequence[int], stop_ids: set[int]) -> list[int]:
+    """Tokens before the first stop token (the stop token itself is dropped)."""
+    out = []
+    for t in tokens:
+        if t in stop_ids:
+            break
+        out.append(int(t))
+    return out
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    max_prompt_tokens: int | None = None,
+    add_special_tokens: bool = True,
+    sort_by_length: bool = True,
+    before_batch: BatchHook | None = None,
+    after_batch: Callable[[list[int]], None] | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+) -> list[str]:
+    """Greedy continuations of ``prompts``, one string per prompt, in input order.
+
+    prompts: strings (encoded with ``tokenizer``) or already-encoded id lists.
+    max_prompt_tokens: keep only the last this-many prompt tokens (None: all).
+    sort_by_length: batch prompts of similar length together (less padding);
+        the output order is unchanged, and hooks get the original positions.
+    before_batch(indices, inputs): called before each batch's ``generate``
+        with ``inputs = {"input_ids": (B, T), "attention_mask": (B, T)}``.
+    after_batch(indices): called after each batch.
+    eos_token_id: stop token(s); default the tokenizer's eos.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_prompt_tokens is not None and max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be >= 1 or None, got {max_prompt_tokens}")
+    if len(prompts) == 0:
+        return []
+
+    eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    if eos is None:
+        raise ValueError("no eos token: give the tokenizer an eos_token or pass eos_token_id")
+    stop_ids = {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_ids)
+
+    ids = _encode(tokenizer, prompts, add_special_tokens)
+    if max_prompt_tokens is not None:
+        ids = [x[-max_prompt_tokens:] for x in ids]
+    empty = [i for i, x in enumerate(ids) if not x]
+    if empty:
+        raise ValueError(f"prompts {empty[:5]} encode to no tokens: give non-empty prompts (or a tokenizer that adds a bos)")
+    order = list(range(len(ids)))
+    if sort_by_length:
+        order.sort(key=lambda i: -len(ids[i]))  # stable: ties keep input order
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs: list[str] = [""] * len(ids)
+    try:
+        for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            inputs = left_pad([ids[i] for i in idx], pad_id)
+            if before_batch is not None:
+                before_batch(list(idx), inputs)
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            out = model.generate(
+                **inputs,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=sorted(stop_ids),
+            )  # (B, T + new)
+            new = out[:, inputs["input_ids"].shape[1] :].tolist()  # (B, <= max_new_tokens)
+            for i, toks in zip(idx, new):
+                outputs[i] = tokenizer.decode(cut_at_stop(toks, stop_ids), skip_special_tokens=True)
+            if after_batch is not None:
+                after_batch(list(idx))
+    finally:
+        model.train(was_training)
+    return outputs
