@@ -1,0 +1,260 @@
+"""The continual loop: for each task, before-task step, training, after-task step, evaluation.
+
+One row of R per task (R[i][j] = score on task j after training through task i,
+0-based here), a checkpoint after every task (atomic), resumable with
+``resume=True`` to the same final R as an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from seta.core.metrics import backward_transfer, forward_transfer, overall_performance
+from seta.eval.generate import generate
+from seta.eval.scorers import score
+from seta.train import distributed as dist
+from seta.train.batching import batches_of, encode_examples
+from seta.train.checkpoint import atomic_torch_save, load_checkpoint, rng_state, seed_everything, set_rng_state
+from seta.train.config import TrainConfig, save_json
+from seta.train.strategies.base import Strategy
+
+log = logging.getLogger("seta.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def cosine_lr_factor(step: int, total: int, warmup: int) -> float:
+    """lr(s)/lr_max = s/warmup for s < warmup, else ½(1 + cos(π (s − warmup)/(total − warmup)))."""
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+@dataclass
+class RunResult:
+    """What one strategy's run over a stream produced."""
+
+    method: str
+    tasks: list[str]
+    R: list[list[float]]  # (n, n); NaN where not evaluated
+    base_scores: list[float] | None
+    routing_acc: float | None = None
+    routing_confusion: list[list[int]] | None = None
+    trainable_params: int = 0
+    allocated_params: int | None = None
+    wall_s: float = 0.0
+    peak_mem_mb: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def OP(self) -> float:
+        return overall_performance(self.R)
+
+    @property
+    def BWT(self) -> float:
+        return backward_transfer(self.R)
+
+    @property
+    def FWT(self) -> float:
+        if self.base_scores is None:
+            return float("nan")
+        return forward_transfer(self.R, self.base_scores)
+
+
+def _peak_mem_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+class ContinualTrainer:
+    """Runs one strategy over a stream of tasks.
+
+    tasks: list of seta.data Task (name, metric, train/eval/test lists of Example).
+    out_dir: where the log, checkpoints and the adapter go.
+    """
+
+    def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, joint: bool = False, progress: bool = True):
+        if not tasks:
+            raise ValueError("the stream has no tasks")
+        self.strategy = strategy
+        self.tasks = list(tasks)
+        self.cfg = config
+        self.out = Path(out_dir)
+        self.joint = joint  # MTL: one training stage on every task, only the final row of R
+        self.progress = progress
+        self.rank, self.world = dist.world()
+        self.ckpt_path = self.out / "checkpoint.pt"
+
+    # ------------------------------------------------------------------ data
+    def _epoch_batches(self, examples: list, t: int, epoch: int) -> list[list[dict]]:
+        order = list(range(len(examples)))
+        random.Random(self.cfg.seed * 1_000_003 + t * 1009 + epoch).shuffle(order)
+        return [
+            [examples[i] for i in order[s : s + self.cfg.batch_size]]
+            for s in range(0, len(order), self.cfg.batch_size)
+        ]
+
+    def probe_batches(self, t: int):
+        """Deterministic training micro-batches of task t (for probes, Fisher, routing statistics)."""
+        enc = encode_examples(self.strategy.tokenizer, self.tasks[t].train, self.cfg)
+        for group in self._epoch_batches(enc, t, epoch=-1):
+            yield batches_of(group, self.strategy.tokenizer)
+
+    # ------------------------------------------------------------- training
+    def _train_task(self, t: int, bar_desc: str) -> float:
+        s, cfg = self.strategy, self.cfg
+        examples = encode_examples(s.tokenizer, s.train_examples(t, self.tasks), cfg)
+        epochs = cfg.epochs_for(t)
+        params = s.trainable_parameters()
+        if not params:
+            raise ValueError(f"strategy {s.name!r} has no trainable parameters for task {t}")
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        micro = [self._epoch_batches(examples, t, e) for e in range(epochs)]
+        n_micro = sum(len(m) for m in micro)
+        total = math.ceil(n_micro / cfg.grad_accum)
+        warmup = int(cfg.warmup_ratio * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda st: cosine_lr_factor(st, total, warmup))
+        s.model.train()
+        device = next(s.model.parameters()).device
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        bar = tqdm(total=total, desc=bar_desc, disable=not self.progress or self.rank != 0, leave=False)
+        step, last = 0, float("nan")
+        flat = [b for m in micro for b in m]
+        for start in range(0, n_micro, cfg.grad_accum):
+            group = flat[start : start + cfg.grad_accum]
+            n_tokens = max(1, sum(e["n_answer"] for g in group for e in g))  # global answer tokens of the step
+            running = 0.0
+            for g in group:
+                batch = batches_of(dist.shard(g, self.rank, self.world), s.tokenizer)
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                with autocast:
+                    logits = s.forward_logits(batch, t)
+                    lm = s.lm_loss(batch, logits, t, n_tokens)
+                    loss = lm + s.penalty(t) / (len(group) * self.world)
+                loss.backward()
+                running += float(dist.global_sum(loss.detach().float()))
+            if not math.isfinite(running):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({running}) at step {step} of task {t} ({self.tasks[t].name}); "
+                    f"the last good checkpoint ({self.ckpt_path}) is kept: lower the learning rate or check the data, "
+                    "then rerun with --resume"
+                )
+            dist.sum_gradients(params)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            last = running
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            bar.update()
+            if step % 20 == 0 or step == total:
+                log.info("task %d step %d/%d loss %.4f", t, step, total, running)
+        bar.close()
+        return last
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, j: int) -> float:
+        """Score on task j's test split, routed the way the strategy routes at inference."""
+        task, s, cfg = self.tasks[j], self.strategy, self.cfg
+        exs = list(task.test)[: cfg.max_eval_examples] if cfg.max_eval_examples else list(task.test)
+        prompts = [e.prompt for e in exs]
+        preds = generate(
+            s.model, s.tokenizer, prompts,
+            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+            max_prompt_tokens=cfg.max_prompt_len, add_special_tokens=True,
+            before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
+            progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
+        )
+        return float(score(task.metric, preds, [e.answer for e in exs], sources=prompts))
+
+    def evaluate_base(self) -> list[float]:
+        """b_j: every task scored before any training (experts empty = the base model)."""
+        return [self.evaluate(j) for j in range(len(self.tasks))]
+
+    # -------------------------------------------------------------------- run
+    def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None) -> RunResult:
+        """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume)."""
+        n = len(self.tasks)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._setup_log()
+        save_json(self.cfg.to_dict(), self.out / "train_config.json")
+        R = [[float("nan")] * n for _ in range(n)]
+        start, elapsed = 0, 0.0
+        seed_everything(self.cfg.seed)
+        if resume and self.ckpt_path.exists():
+            ck = load_checkpoint(self.ckpt_path)
+            self.strategy.load_state_dict(ck["strategy"])
+            R, start, elapsed, base_scores = ck["R"], ck["next_task"], ck["wall_s"], ck["base_scores"]
+            self.strategy.routing_log.true, self.strategy.routing_log.pred = ck["routing"]
+            set_rng_state(ck["rng"])
+            log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
+        t0 = time.perf_counter() - elapsed
+        if base_scores is None and self.cfg.eval_next_task and start == 0 and not self.joint:
+            base_scores = self.evaluate_base()
+            self.strategy.routing_log = type(self.strategy.routing_log)()  # base pass is not routing
+        stages = [n - 1] if self.joint else list(range(n))
+        for t in stages:
+            if t < start:
+                continue
+            task = self.tasks[t]
+            self.strategy.before_task(t, task, lambda t=t: self.probe_batches(t))
+            loss = self._train_task(t, f"{self.strategy.name} · task {t + 1}/{n} {task.name}")
+            self.strategy.after_task(t, task, lambda t=t: self.probe_batches(t))
+            upto = t + 1 + int(self.cfg.eval_next_task and t + 1 < n and not self.joint)
+            self.strategy.routing_log.true.clear(), self.strategy.routing_log.pred.clear()
+            R[t][:upto] = [self.evaluate(j) for j in range(upto)]
+            log.info("task %d (%s) done, final loss %.4f, R[%d] = %s", t, task.name, loss, t, [round(v, 2) for v in R[t][:upto]])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite loss after task {t}")
+            self._checkpoint(R, t + 1, time.perf_counter() - t0, base_scores)
+            if stop_after is not None and t + 1 >= stop_after:
+                break
+        return self._result(R, base_scores, time.perf_counter() - t0)
+
+    def _checkpoint(self, R, next_task, wall_s, base_scores) -> None:
+        if self.rank != 0:
+            return
+        rl = self.strategy.routing_log
+        atomic_torch_save(
+            {"strategy": self.strategy.state_dict(), "R": R, "next_task": next_task, "wall_s": wall_s,
+             "base_scores": base_scores, "rng": rng_state(), "routing": (list(rl.true), list(rl.pred)),
+             "config": self.cfg.to_dict()},
+            self.ckpt_path,
+        )
+
+    def _result(self, R, base_scores, wall_s) -> RunResult:
+        counts = self.strategy.param_counts()
+        rl = self.strategy.routing_log
+        confusion = None
+        if rl.true:
+            n = len(self.tasks)
+            confusion = [[0] * (n + 1) for _ in range(n)]  # last column: null expert
+            for a, b in zip(rl.true, rl.pred):
+                confusion[a][b if b >= 0 else n] += 1
+        return RunResult(
+            method=self.strategy.name, tasks=[t.name for t in self.tasks], R=R, base_scores=base_scores,
+            routing_acc=rl.accuracy(), routing_confusion=confusion,
+            trainable_params=counts["trainable_params"], allocated_params=counts["allocated_params"],
+            wall_s=wall_s, peak_mem_mb=_peak_mem_mb(), extra=counts.get("extra", {}),
+        )
+
+    def _setup_log(self) -> None:
+        handler = logging.FileHandler(self.out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]
+        log.setLevel(logging.INFO)

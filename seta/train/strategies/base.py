@@ -1,0 +1,121 @@
+"""The small protocol every continual-learning strategy implements.
+
+The loop calls, for each task t of the stream:
+
+    strategy.before_task(t, task, probe_batches)   # e.g. SETA's sensitivity probe + allocation
+    params = strategy.trainable_parameters()       # a fresh AdamW is built on these
+    for batch in training data of strategy.train_examples(t, stream):
+        loss = strategy.lm_loss(batch, strategy.forward_logits(batch, t), t) + strategy.penalty(t)
+    strategy.after_task(t, task, probe_batches)    # e.g. Fisher, anchors, routing statistics, gate
+    strategy.route(prompt_batch, task_id)          # evaluation: route the way the method routes
+    model.generate(...); strategy.clear_route()
+
+A strategy owns its model (base + adapters) as ``self.model``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+def answer_token_loss(logits: torch.Tensor, labels: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """L = Σ_{answer tokens} −log p(y_t | y_<t) / n_tokens (labels −100 are ignored).
+
+    logits: (B, T, V); labels: (B, T). ``n_tokens`` defaults to this batch's answer
+    tokens; the data-parallel loop passes the global count so that summed
+    gradients across processes equal the single-process gradient.
+    """
+    shift_logits = logits[:, :-1].float()  # (B, T-1, V)
+    shift_labels = labels[:, 1:]  # (B, T-1)
+    total = nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    count = (shift_labels != -100).sum().clamp(min=1) if n_tokens is None else n_tokens
+    return total / count
+
+
+@dataclass
+class RoutingLog:
+    """Predicted vs true task ids of every routed evaluation example."""
+
+    true: list[int] = field(default_factory=list)
+    pred: list[int] = field(default_factory=list)  # -1 = null expert (base model alone)
+
+    def accuracy(self) -> float | None:
+        if not self.true:
+            return None
+        return 100.0 * sum(int(a == b) for a, b in zip(self.true, self.pred)) / len(self.true)
+
+
+class Strategy:
+    """Base class: sequential fine-tuning of whatever ``trainable_parameters`` returns."""
+
+    name = "base"
+    uses_task_id_at_inference = False  # True for oracle-routed methods (independent experts)
+
+    def __init__(self, model: nn.Module, tokenizer, config=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.routing_log = RoutingLog()
+
+    # ----------------------------------------------------------------- training
+    def before_task(self, t: int, task, probe_batches) -> None:
+        """Called once before training on task t (0-based)."""
+
+    def train_examples(self, t: int, tasks: list) -> list:
+        """The examples trained on during task t (replay and MTL override this)."""
+        return list(tasks[t].train)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def forward_logits(self, batch: dict, t: int) -> torch.Tensor:
+        """Logits of the model routed for training task t, (B, T, V)."""
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def penalty(self, t: int) -> torch.Tensor | float:
+        """Regulariser added to the LM loss (0 for plain sequential fine-tuning)."""
+        return 0.0
+
+    def lm_loss(self, batch: dict, logits: torch.Tensor, t: int, n_tokens=None) -> torch.Tensor:
+        """Data term of the loss (LwF adds its distillation here); the loop adds ``penalty``."""
+        return answer_token_loss(logits, batch["labels"], n_tokens)
+
+    def after_task(self, t: int, task, probe_batches) -> None:
+        """Called once after training on task t."""
+
+    # ---------------------------------------------------------------- inference
+    def route(self, inputs: dict, task_id: int) -> None:
+        """Fix the model's route for one prompt batch, before generation (held during decoding).
+
+        inputs: left-padded {"input_ids": (B, T), "attention_mask": (B, T)}; task_id is
+        the true task of the batch: only methods with ``uses_task_id_at_inference``
+        (oracle baselines) may route by it; task-agnostic methods use it only to
+        log routing accuracy in ``self.routing_log``.
+        """
+
+    def clear_route(self) -> None:
+        """Undo ``route`` after the batch."""
+
+    # ------------------------------------------------------------ bookkeeping
+    def param_counts(self) -> dict:
+        """trainable_params: parameters updated by training; allocated_params: None if n/a."""
+        n = sum(p.numel() for p in self.trainable_parameters())
+        return {"trainable_params": n, "allocated_params": None}
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue after the last finished task (tensors, plain data)."""
+        return {"trainable": {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}}
+
+    def load_state_dict(self, state: dict) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for n, v in state["trainable"].items():
+                params[n].copy_(v)
+
+    def save_adapter(self, out_dir) -> None:
+        """Write the method's adapter (safetensors + JSON) to out_dir."""
