@@ -58,7 +58,7 @@ def blockwise_mean_square(g: Tensor, grid: BlockGrid) -> Tensor:
     sums = torch.stack(
         [_row_sums_by_col_block(g_sq[r * b : (r + 1) * b], grid) for r in range(grid.n_rows)]
     )  # (n_rows, n_cols)
-    return sums.reshape(-1) / grid.numels().to(torch.float64)
+    return sums.reshape(-1) / grid.numels().to(device=sums.device, dtype=torch.float64)
 
 
 def block_fisher_scores(x: Tensor, dy: Tensor, grid: BlockGrid) -> Tensor:
@@ -142,7 +142,8 @@ class SensitivityAccumulator(_MicroBatchMean):
         self._accumulate(name, block_fisher_scores(x, dy, self.grids[name]))
 
     def scores(self) -> dict[str, Tensor]:
-        """name -> (n_blocks,) float64 mean block score; layers never added score 0."""
+        """name -> (n_blocks,) float64 mean block score, on the device of the added tensors;
+        layers never added score 0 (on the CPU)."""
         means = self._mean()
         return {
             name: means.get(name, torch.zeros(grid.n_blocks, dtype=torch.float64))
