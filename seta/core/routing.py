@@ -131,16 +131,18 @@ def sample_pseudo_features(
     shrinkage: float = 0.0,
     jitter: float = 1e-6,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Pseudo-features z = mu + L eps, eps ~ N(0, I), L L^T = Sigma_alpha + eps_j I (Cholesky with jitter).
 
-    generator: a CPU torch.Generator for reproducible draws. Returns (n, d) in dtype, on the CPU.
+    generator: a CPU torch.Generator for reproducible draws (sampling runs on the CPU, so draws do not
+    depend on the device). Returns (n, d) in dtype, moved to device (default CPU).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     chol = _cholesky_with_jitter(stats.covariance(shrinkage), jitter)  # (d, d)
     eps = torch.randn(n, stats.dim, generator=generator, dtype=torch.float64)  # (n, d)
-    return (stats.mean + eps @ chol.T).to(dtype)
+    return (stats.mean + eps @ chol.T).to(device=device, dtype=dtype)
 
 
 def precision_matrix(cov: Tensor, jitter: float = 1e-6) -> Tensor:
@@ -150,11 +152,14 @@ def precision_matrix(cov: Tensor, jitter: float = 1e-6) -> Tensor:
 
 
 def mahalanobis(z: Tensor, mean: Tensor, precision: Tensor) -> Tensor:
-    """D(z) = sqrt((z - mu)^T P (z - mu)) per row. z (N, d), mean (d,), precision (d, d) -> (N,)."""
+    """D(z) = sqrt((z - mu)^T P (z - mu)) per row. z (N, d), mean (d,), precision (d, d) -> (N,).
+
+    Computed on z's device in precision's dtype (mean and precision are moved there)."""
     if z.dim() != 2 or mean.shape != (z.shape[1],) or precision.shape != (z.shape[1], z.shape[1]):
         raise ValueError(f"z (N, d), mean (d,), precision (d, d) expected; got {tuple(z.shape)}, "
                          f"{tuple(mean.shape)}, {tuple(precision.shape)}")
-    diff = z.to(precision.dtype) - mean.to(precision.dtype)  # (N, d)
+    precision = precision.to(z.device)
+    diff = z.to(precision.dtype) - mean.to(device=z.device, dtype=precision.dtype)  # (N, d)
     sq = ((diff @ precision) * diff).sum(dim=1)  # (N,)
     return sq.clamp_min(0.0).sqrt()
 
