@@ -85,6 +85,16 @@ class BlockMap:
     owner_counts: Mapping[str, Sequence[int]]
     """layer name -> per-block owner counts, (n_rows * n_cols,) row-major or (n_rows, n_cols)."""
 
+    @classmethod
+    def from_block_index(cls, index, owner_counts) -> "BlockMap":
+        """From a `seta.core.blocks.BlockIndex` and the registry's global (N,) owner counts."""
+        counts = np.asarray(owner_counts).reshape(-1)
+        if counts.size != index.n_blocks:
+            raise ValueError(f"{counts.size} owner counts for {index.n_blocks} blocks in the index")
+        grids = {n: (g.n_rows, g.n_cols) for n, g in index.grids.items()}
+        per = {n: counts[index.offsets[n] : index.offsets[n] + index.grids[n].n_blocks] for n in index.names}
+        return cls(grids=grids, owner_counts=per)
+
 
 @dataclass
 class ReportFiles:

@@ -147,3 +147,20 @@ def test_plot_input_errors(tmp_path):
     # per-task increments are summed when cumulative=False; NaN-only heatmap rows still draw
     _assert_png(plots.plot_param_growth(TASKS, [10, 5, 3], [10, 10, 10], tmp_path / "g.png", cumulative=False))
     _assert_png(plots.plot_r_heatmap([[NAN, None, 1], [2, 3, 4], [5, 6, 7]], TASKS, tmp_path / "r.png"))
+
+
+def test_block_map_from_core_block_index():
+    import torch
+
+    from seta.core.allocation import OwnershipRegistry
+    from seta.core.blocks import BlockGrid, BlockIndex
+
+    index = BlockIndex({"q": BlockGrid(4, 6, 2), "v": BlockGrid(3, 2, 2)})  # 2x3 and 2x1 blocks
+    reg = OwnershipRegistry(index.n_blocks)
+    reg.add_task(0, torch.tensor([0, 1, 6]))
+    reg.add_task(1, torch.tensor([1, 7]))
+    bm = BlockMap.from_block_index(index, reg.owner_counts())
+    assert bm.grids == {"q": (2, 3), "v": (2, 1)}
+    assert list(bm.owner_counts["q"]) == [1, 2, 0, 0, 0, 0] and list(bm.owner_counts["v"]) == [1, 1]
+    with pytest.raises(ValueError, match="owner counts"):
+        BlockMap.from_block_index(index, [0, 1])
