@@ -1,0 +1,218 @@
+"""The sparse block adapter layer (method spec sections 3 and 5).
+
+    y = base_layer(x) + Σ_{i routed} w_{n,i} · scatter_rows_i(x[..., cols_i] @ blocks[i]ᵀ)
+
+`base_layer` is the untouched `nn.Linear` or bitsandbytes `Linear4bit`; its output is used as is.
+Every allocated block of this layer lives in ONE stacked parameter `blocks` (k_l, b, b) plus the
+buffer `local_ids` (k_l,) of block ids in this layer's grid; a block's position in the stack never
+changes once created. The delta goes through `seta.core.blocks.block_delta` (gather → bmm →
+index_add, backward saving only the gathered input columns): no dense ΔW is ever built.
+
+Which blocks act, and with what per-example weight, is the layer's *route*, set from the model
+(`SetaModel.set_expert` / `set_routing`), not passed through HF forward kwargs. Routes persist until
+changed, so a backward pass that recomputes a checkpointed layer sees the same route.
+
+Growth: `add_blocks` replaces `blocks` by a new, larger Parameter (old values copied, new blocks
+zero). An optimizer built before growth still points at the old Parameter: rebuild it after every
+growth (the trainer builds a fresh AdamW per task after allocation). With weight_decay=0 on blocks,
+blocks outside the current expert get zero gradient and a fresh Adam(W) leaves them bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seta.core.blocks import BlockGrid, block_delta, blocks_to_dense
+
+__all__ = ["SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear", "supported_linear", "keep_4bit_differentiable"]
+
+
+class SparseBlockLinear(nn.Module):
+    """Sparse block experts over a dense `nn.Linear` base."""
+
+    def __init__(self, base_layer: nn.Linear, block_size: int, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.base_layer = base_layer
+        self.grid = BlockGrid(int(base_layer.out_features), int(base_layer.in_features), int(block_size))
+        device = self._base_device()
+        b = self.grid.block_size
+        self.blocks = nn.Parameter(torch.zeros(0, b, b, dtype=dtype, device=device))  # (k_l, b, b)
+        self.register_buffer("local_ids", torch.zeros(0, dtype=torch.long, device=device))  # (k_l,)
+        self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
+        self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
+        self._route: tuple[Tensor, Tensor | None] | None = None  # (positions (k,), weights (B, k) | None)
+
+    # ---- HF compatibility: code that reads proj.weight / proj.bias sees the base's -------------
+    @property
+    def weight(self):
+        return self.base_layer.weight
+
+    @property
+    def bias(self):
+        return self.base_layer.bias
+
+    @property
+    def in_features(self) -> int:
+        return self.grid.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.grid.out_features
+
+    def _base_device(self) -> torch.device:
+        return self.base_layer.weight.device
+
+    # ---- blocks -------------------------------------------------------------------------------
+    @property
+    def n_blocks(self) -> int:
+        """k_l: allocated blocks in this layer."""
+        return self.blocks.shape[0]
+
+    def add_blocks(self, local_ids) -> Tensor:
+        """Allocate zero-initialised blocks for local_ids not yet present; returns their positions.
+
+        Replaces `self.blocks` by a new Parameter (old values kept bit-identical, positions kept):
+        rebuild the optimizer afterwards.
+        """
+        ids = torch.as_tensor(local_ids, dtype=torch.long).reshape(-1).cpu()
+        if ids.unique().numel() != ids.numel():
+            raise ValueError("local_ids contain duplicates")
+        rows, cols = self.grid.rows_cols(ids)  # validates range
+        new = ~torch.isin(ids, self.local_ids.cpu())  # new blocks are appended in the given order
+        ids, rows, cols = ids[new], rows[new], cols[new]
+        start = self.n_blocks
+        if ids.numel():
+            dev, b = self.blocks.device, self.grid.block_size
+            zeros = torch.zeros(ids.numel(), b, b, dtype=self.blocks.dtype, device=dev)
+            self.blocks = nn.Parameter(torch.cat([self.blocks.detach(), zeros]), requires_grad=self.blocks.requires_grad)
+            self.local_ids = torch.cat([self.local_ids, ids.to(dev)])
+            self._rows = torch.cat([self._rows, rows.to(dev)])
+            self._cols = torch.cat([self._cols, cols.to(dev)])
+        return torch.arange(start, self.n_blocks)
+
+    def positions(self, local_ids) -> Tensor:
+        """Stack positions of local_ids (same order); ValueError if a block is not allocated."""
+        ids = torch.as_tensor(local_ids, dtype=torch.long).reshape(-1)
+        have = self.local_ids.cpu()
+        match = ids[:, None] == have[None, :]  # (q, k_l)
+        found = match.any(1)
+        if not bool(found.all()):
+            raise ValueError(f"blocks {ids[~found].tolist()} of this layer have no parameters; add_blocks first")
+        return match.float().argmax(1)
+
+    # ---- route --------------------------------------------------------------------------------
+    def set_route(self, positions: Tensor | None, weights: Tensor | None = None) -> None:
+        """positions: (k,) stack positions that act (None or empty: base only); weights: None (all 1) or
+        (B, k) per-example block weights. Positions are sorted so the summation order is canonical."""
+        if positions is None or positions.numel() == 0:
+            self._route = None
+            return
+        positions = positions.to(torch.long)
+        order = torch.argsort(positions)
+        positions = positions[order].to(self.blocks.device)
+        if weights is not None:
+            if weights.dim() != 2 or weights.shape[1] != order.numel():
+                raise ValueError(f"weights must be (B, {order.numel()}), got {tuple(weights.shape)}")
+            weights = weights[:, order.to(weights.device)].to(device=self.blocks.device)
+        self._route = (positions, weights)
+
+    def get_route(self):
+        return self._route
+
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
+        if self._route is None:
+            return result
+        pos, w = self._route
+        if pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
+            blocks, rows, cols = self.blocks, self._rows, self._cols
+        else:
+            blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
+            rows, cols = self._rows.index_select(0, pos), self._cols.index_select(0, pos)
+        if w is not None and w.shape[0] != x.shape[0]:
+            if x.shape[0] % w.shape[0]:
+                raise ValueError(f"route has per-example weights for {w.shape[0]} examples but the batch has "
+                                 f"{x.shape[0]}; set the routing for this batch (num_return_sequences/beams "
+                                 "must be an integer multiple)")
+            w = w.repeat_interleave(x.shape[0] // w.shape[0], dim=0)  # generate() expands examples in place
+        delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, None if w is None else w.to(blocks.dtype))
+        return result + delta.to(result.dtype)
+
+    # ---- deployment -----------------------------------------------------------------------------
+    def dense_delta(self, positions: Tensor) -> Tensor:
+        """ΔW (out, in) of the given stack positions. Deployment / tests only, never in training."""
+        pos = positions.to(self.blocks.device)
+        return blocks_to_dense(self.blocks.detach()[pos], self._rows[pos], self._cols[pos], self.grid)
+
+    def merged_base(self, positions: Tensor) -> nn.Module:
+        """The base layer with ΔW of `positions` added to its weight in place (dense bases only)."""
+        weight = self.base_layer.weight
+        weight.data += self.dense_delta(positions).to(weight.dtype)
+        return self.base_layer
+
+    def extra_repr(self) -> str:
+        g = self.grid
+        return f"out={g.out_features}, in={g.in_features}, block_size={g.block_size}, blocks={self.n_blocks}"
+
+
+class SparseBlockLinear4bit(SparseBlockLinear):
+    """Sparse block experts over a bitsandbytes `Linear4bit` (NF4) base: the packed base weight is
+    never dequantised or touched; in/out features come from the layer's attributes."""
+
+    def merged_base(self, positions: Tensor) -> nn.Module:
+        raise ValueError("merge_expert needs a dense base; reload the base in bf16/fp32 to merge, "
+                         "or keep the adapter and route with set_expert")
+
+
+def keep_4bit_differentiable(model: nn.Module) -> int:
+    """bitsandbytes >= 0.49 on a CPU with AVX512-BF16 repacks a Linear4bit's weight, at its first
+    eval-mode forward without grad, for a gemv kernel that has no autograd (input gradients come back
+    None, silently) and rounds the quantisation scales to bf16. Turn that off for every Linear4bit of
+    `model` and undo a repacking that already happened, so 4-bit layers stay differentiable and give
+    the same outputs in train and eval mode. Returns the number of layers changed. No-op on GPU."""
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    except ImportError:
+        return 0
+    changed = 0
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            if getattr(m, "support_avx512bf16_for_cpu", False):
+                m.support_avx512bf16_for_cpu = False
+                changed += 1
+            state = getattr(m.weight, "quant_state", None)
+            if state is not None and getattr(state, "packing_format_for_cpu", False):
+                m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(m.weight.data, state)
+    return changed
+
+
+def _dispatch_bnb_4bit(base: nn.Module, **kw):
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return None
+    return SparseBlockLinear4bit(base, **kw) if isinstance(base, bnb.nn.Linear4bit) else None
+
+
+def _dispatch_default(base: nn.Module, **kw):
+    return SparseBlockLinear(base, **kw) if isinstance(base, nn.Linear) else None
+
+
+# Ordered dispatch: the first match wins, the plain default is last (Linear4bit subclasses nn.Linear).
+DISPATCHERS = [_dispatch_bnb_4bit, _dispatch_default]
+
+
+def supported_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) and not isinstance(module, SparseBlockLinear)
+
+
+def wrap_linear(base: nn.Module, block_size: int, dtype: torch.dtype = torch.float32) -> SparseBlockLinear:
+    """Wrap a linear layer in the first matching adapter class; ValueError for anything else."""
+    for dispatch in DISPATCHERS:
+        layer = dispatch(base, block_size=block_size, dtype=dtype)
+        if layer is not None:
+            return layer
+    raise ValueError(f"cannot attach sparse block experts to {type(base).__name__}: only nn.Linear and "
+                     "bitsandbytes Linear4bit are supported; narrow target_modules to linear projections")
