@@ -131,3 +131,23 @@ def generate(
     finally:
         model.train(was_training)
     return outputs
+
+
+def evaluate_generation(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    references: Sequence,
+    metric: str,
+    *,
+    sources: Sequence[str] | None = None,
+    **generate_kwargs,
+) -> tuple[float, list[str]]:
+    """Greedy-generate for ``prompts`` and score against ``references`` with ``metric``
+    (a key of `seta.eval.scorers.SCORERS`). Returns (score 0-100, predictions)."""
+    from seta.eval.scorers import SCORERS, score
+
+    if metric not in SCORERS:  # fail before spending time on generation
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(SCORERS)}")
+    preds = generate(model, tokenizer, prompts, **generate_kwargs)
+    return score(metric, preds, references, sources), preds

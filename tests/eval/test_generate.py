@@ -137,3 +137,16 @@ def test_bad_arguments(model, tok):
     with pytest.raises(ValueError, match="no tokens"):
         generate(model, tok, [[]], progress=False)
     assert generate(model, tok, [], progress=False) == []
+
+
+def test_evaluate_generation_scores_predictions(tok):
+    from seta.eval.generate import evaluate_generation
+
+    a, b = tok.convert_tokens_to_ids(["a", "b"])
+    s, preds = evaluate_generation(_StubModel([a, b, 2]), tok, ["abc", "j"], ["ab", "a"], "exact_match",
+                                   progress=False)
+    assert preds == ["ab", "ab"] and s == 50.0
+    s, _ = evaluate_generation(_StubModel([a, b, 2]), tok, ["x"], ["ab"], "first_char", progress=False)
+    assert s == 100.0
+    with pytest.raises(ValueError, match="unknown metric"):
+        evaluate_generation(_StubModel([a]), tok, ["x"], ["a"], "bleu", progress=False)
