@@ -150,3 +150,13 @@ def test_evaluate_generation_scores_predictions(tok):
     assert s == 100.0
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate_generation(_StubModel([a]), tok, ["x"], ["a"], "bleu", progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_generate_on_cuda_moves_inputs(model, tok):
+    import copy
+
+    m = copy.deepcopy(model).cuda()
+    out = generate(m, tok, PROMPTS, max_new_tokens=4, batch_size=4, progress=False)
+    assert len(out) == len(PROMPTS) and all(isinstance(s, str) for s in out)
