@@ -123,18 +123,20 @@ class Router(nn.Module):
             self._precisions[task] = precision_matrix(self.stats[task].covariance(self.shrinkage))
         return self._precisions[task]
 
-    def distances(self, z: Tensor) -> Tensor:
-        """D_j(z) for every task with statistics, (N, t) float64 (columns in `tasks` order)."""
-        missing = [t for t in self.tasks if t not in self.stats]
+    def distances(self, z: Tensor, tasks=None) -> Tensor:
+        """D_j(z) = Mahalanobis distance to task j's statistics, (N, len(tasks)) float64 (default: all
+        tasks, in gate order)."""
+        tasks = self.tasks if tasks is None else list(tasks)
+        missing = [t for t in tasks if t not in self.stats]
         if missing:
             raise ValueError(f"tasks {missing} have no feature statistics; call observe(task, z) first")
         z = z.detach().to("cpu", torch.float64)
-        return torch.stack([mahalanobis(z, self.stats[t].mean, self._precision(t)) for t in self.tasks], dim=1)
+        return torch.stack([mahalanobis(z, self.stats[t].mean, self._precision(t)) for t in tasks], dim=1)
 
     def calibrate_null(self, task: int, z: Tensor, quantile: float = 0.99) -> float:
         """τ_task = quantile of D_task over held-out in-task features z (N, d)."""
-        col = self.column(task)
-        self.thresholds[task] = in_task_threshold(self.distances(z)[:, col], quantile)
+        self.column(task)
+        self.thresholds[task] = in_task_threshold(self.distances(z, [task])[:, 0], quantile)
         return self.thresholds[task]
 
     def is_null(self, z: Tensor) -> Tensor:

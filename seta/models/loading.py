@@ -70,6 +70,9 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     """(name, is_local). A path-like name that does not exist is an error right away (no hub lookup)."""
     name = str(name_or_path)
     if Path(name).is_dir():
+        if not (Path(name) / "config.json").is_file():
+            raise FileNotFoundError(f"{name!r} is not a loadable HF model directory: it has no config.json. "
+                                    "Pass the directory that holds config.json and the weights.")
         return name, True
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1:
         raise FileNotFoundError(f"model directory {name!r} does not exist; pass a local HF model directory "
@@ -92,7 +95,9 @@ def load_base_model(name_or_path, *, load_in_4bit: bool = False, dtype="bfloat16
     name, is_local = _resolve(name_or_path)
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    kwargs: dict = {"local_files_only": local_files_only}
+    offline = local_files_only or is_local  # a local directory never touches the hub
+    # adapter_kwargs: transformers' peft adapter lookup does not inherit local_files_only
+    kwargs: dict = {"local_files_only": offline, "adapter_kwargs": {"local_files_only": offline}}
     if load_in_4bit:
         kwargs["quantization_config"] = nf4_config()
         kwargs["device_map"] = device_map or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -102,7 +107,9 @@ def load_base_model(name_or_path, *, load_in_4bit: bool = False, dtype="bfloat16
             kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:
+        if isinstance(err, ValueError) and not is_local:
+            raise
         if is_local:
             raise FileNotFoundError(f"{name!r} is not a loadable HF model directory: {err}") from err
         raise _offline_error(name, err) from err
@@ -124,7 +131,7 @@ def load_tokenizer(name_or_path, *, local_files_only: bool | None = None):
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
-        tok = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only or is_local)
     except OSError as err:
         if is_local:
             raise FileNotFoundError(f"{name!r} has no loadable tokenizer: {err}") from err
