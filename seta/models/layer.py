@@ -108,13 +108,14 @@ class SparseBlockLinear(nn.Module):
         if positions is None or positions.numel() == 0:
             self._route = None
             return
-        positions = positions.to(torch.long)
-        order = torch.argsort(positions)
-        positions = positions[order].to(self.blocks.device)
-        if weights is not None:
-            if weights.dim() != 2 or weights.shape[1] != order.numel():
-                raise ValueError(f"weights must be (B, {order.numel()}), got {tuple(weights.shape)}")
-            weights = weights[:, order.to(weights.device)].to(device=self.blocks.device)
+        with torch.inference_mode(False):  # a route set under inference mode must still work in training
+            positions = positions.to(torch.long).clone()
+            order = torch.argsort(positions)
+            positions = positions[order].to(self.blocks.device)
+            if weights is not None:
+                if weights.dim() != 2 or weights.shape[1] != order.numel():
+                    raise ValueError(f"weights must be (B, {order.numel()}), got {tuple(weights.shape)}")
+                weights = weights.clone()[:, order.to(weights.device)].to(device=self.blocks.device)
         self._route = (positions, weights)
 
     def get_route(self):

@@ -177,3 +177,12 @@ def test_growth_keeps_old_blocks_and_positions():
     assert torch.equal(seta.allocated_ids(), torch.sort(torch.cat([g, g + 2])).values)
     with pytest.raises(ValueError, match="add_blocks first"):
         seta.set_expert(seta.index.to_global("model.layers.0.mlp.down_proj", [0]))
+
+
+def test_route_set_under_inference_mode_still_trains():
+    seta = tiny_seta("llama")
+    seta.allocate(0, torch.rand(seta.index.n_blocks, dtype=torch.float64), ratio=0.1)
+    with torch.inference_mode():
+        seta.set_routing(torch.ones(2, 1))  # e.g. set by an evaluation hook
+    seta(**lm_batch()).loss.backward()
+    assert any(p.grad is not None for p in seta.block_parameters())
