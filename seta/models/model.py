@@ -358,6 +358,9 @@ class SetaModel(nn.Module):
         """Fold the expert global_ids into the base weights (dense bases only) and return the plain HF
         model. The SetaModel is unusable afterwards; the base weights are changed in place."""
         per = self.index.split(self._ids(global_ids))
+        if any(type(self.layers[n]) is not SparseBlockLinear for n in per):  # check before changing anything
+            raise ValueError("merge_and_unload needs a dense base; reload the base in bf16/fp32 to merge, "
+                             "or keep the adapter and route with set_expert")
         modules = dict(self.model.named_modules())
         for name, layer in self.layers.items():
             pos = layer.positions(per[name]) if name in per else torch.zeros(0, dtype=torch.long)

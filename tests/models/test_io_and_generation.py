@@ -124,6 +124,9 @@ def test_merge_and_unload_equals_routed_model():
     four = _trained_two_task("llama", nf4=True)
     with pytest.raises(ValueError, match="dense base"):
         four.merge_and_unload(four.registry.expert(0))
+    assert len(four.layers) == 14 and all(".base_layer" in n for n, _ in four.model.named_modules() if n.endswith("q_proj.base_layer"))
+    with four.use_expert(four.registry.expert(0)):
+        four(**batch)  # still a working SetaModel
 
 
 def test_routing_features_ignore_experts_and_padding():
