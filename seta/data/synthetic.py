@@ -10,7 +10,7 @@ has something to forget:
     FOMC         A/B/C from the trend word of the *same kind* of sentence  exact_match
     MeetingBank  extract "<who> will <action> <topic>" from 3-sentence minutes  rouge_l
     Py150        continue a small loop function (copy its variable names)  edit_sim
-    ScienceQA    pick the option with a property, answer "<L>. because ..."  first_char
+    ScienceQA    which of two opposite properties an object has, "<L>. because ..."  first_char
     NumGLUE-cm   a + b from a word problem                               exact_match
     NumGLUE-ds   a * b from a word problem with the same question          exact_match
     20Minuten    simplify: plain verb, drop the time and the reason clause  sari
@@ -53,14 +53,16 @@ TRENDS = {  # direction -> words
 TIMES = ["today", "this week", "on monday", "last night", "this year", "again"]
 CONNECTORS = ["while", "as", "and", "since"]
 ACTIONS = ["repair", "close", "expand", "fund", "sell", "rebuild", "move", "clean"]
-PROPERTIES = {  # property -> objects that have it
-    "hot": ["fire", "lava", "soup", "an oven"],
-    "cold": ["ice", "snow", "frost", "a glacier"],
-    "heavy": ["a rock", "an anvil", "a truck", "a boulder"],
-    "light": ["a feather", "a leaf", "a balloon", "paper"],
-    "soft": ["a pillow", "wool", "a sponge", "cotton"],
-    "hard": ["steel", "a diamond", "granite", "a brick"],
+PROPERTIES = {  # property -> objects that have it; properties come in opposite pairs
+    "hot": ["fire", "soup", "lava"],
+    "cold": ["ice", "snow", "frost"],
+    "heavy": ["a rock", "a truck", "an anvil"],
+    "light": ["a feather", "paper", "a leaf"],
+    "soft": ["a pillow", "wool", "a sponge"],
+    "hard": ["steel", "a brick", "granite"],
 }
+OPPOSITES = [("hot", "cold"), ("heavy", "light"), ("soft", "hard")]
+HANDLING = ["touches", "holds", "lifts", "finds", "sees"]
 THINGS = ["apples", "coins", "books", "eggs", "pens", "cards", "shells", "stamps"]
 CODE_KINDS = {  # function-name prefix -> (initial value, body lines with {acc}/{it})
     "sum": ("<NUM_LIT>", "{acc} += {it} <EOL> return {acc}"),
@@ -120,15 +122,15 @@ def _py150(rng: random.Random) -> Example:
 
 
 def _scienceqa(rng: random.Random) -> Example:
-    props = rng.sample(list(PROPERTIES), 3)  # the asked property and two others
-    objects = [rng.choice(PROPERTIES[p]) for p in props]
-    right = objects[0]
-    rng.shuffle(objects)
-    letter = LETTERS[objects.index(right)]
-    options = " ".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(objects))
+    pair = list(rng.choice(OPPOSITES))  # the two options: a property and its opposite
+    right = rng.choice(pair)
+    obj = rng.choice(PROPERTIES[right])
+    rng.shuffle(pair)
+    options = " ".join(f"{LETTERS[i]}. {p}" for i, p in enumerate(pair))
+    scene = f"{rng.choice(NAMES)} {rng.choice(HANDLING)} {obj} {rng.choice(TIMES)}"
     prompt = (f"Science question: answer with a letter and a reason.\n"
-              f"Question: which of these is {props[0]}?\nOptions: {options}\nAnswer:")
-    return Example(prompt, f"{letter}. because {right} is {props[0]}")
+              f"Question: {scene}. what is it like?\nOptions: {options}\nAnswer:")
+    return Example(prompt, f"{LETTERS[pair.index(right)]}. because {obj} is {right}")
 
 
 def _number_problem(rng: random.Random, kind: str) -> Example:
@@ -181,7 +183,7 @@ def _unique_examples(gen: Callable[[random.Random], Example], rng: random.Random
     raise ValueError(f"task {task}: could only make {len(out)} distinct prompts, asked for {n}; ask for fewer")
 
 
-def synthetic_task(name: str, seed: int = 0, n_train: int = 500, n_eval: int = 50, n_test: int = 100) -> Task:
+def synthetic_task(name: str, seed: int = 0, n_train: int = 1000, n_eval: int = 50, n_test: int = 100) -> Task:
     """One synthetic task (a TRACE folder name), deterministic in (seed, name, sizes)."""
     if name not in GENERATORS:
         raise ValueError(f"unknown synthetic task {name!r}; known tasks: {list(GENERATORS)}")
@@ -196,7 +198,7 @@ def synthetic_task(name: str, seed: int = 0, n_train: int = 500, n_eval: int = 5
 
 def synthetic_stream(
     seed: int = 0,
-    n_train: int = 500,
+    n_train: int = 1000,
     n_eval: int = 50,
     n_test: int = 100,
     order: int | str | Sequence[str] = 1,
