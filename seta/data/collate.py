@@ -124,7 +124,8 @@ def tokenize_examples(
         raise ValueError("tokenize_examples got no examples")
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        out = [encode_example(tokenizer, p, a, max_prompt, max_answer) for p, a in zip(batch["prompt"], batch["answer"])]
+        pairs = zip(batch["prompt"], batch["answer"])
+        out = [encode_example(tokenizer, p, a, max_prompt, max_answer) for p, a in pairs]
         return {"input_ids": [o["input_ids"] for o in out], "labels": [o["labels"] for o in out]}
 
     ds = Dataset.from_list(rows)

@@ -11,6 +11,7 @@ has something to forget:
     MeetingBank  extract "<who> will <action> <topic>" from 3-sentence minutes  rouge_l
     Py150        continue a small loop function (copy its variable names)  edit_sim
     ScienceQA    which of two opposite properties an object has, "<L>. because ..."  first_char
+                 (options in a fixed order per pair: the letter needs the object's property)
     NumGLUE-cm   a + b from a word problem                               exact_match
     NumGLUE-ds   a * b from a word problem with the same question          exact_match
     20Minuten    simplify: plain verb, drop the time and the reason clause  sari
@@ -122,10 +123,9 @@ def _py150(rng: random.Random) -> Example:
 
 
 def _scienceqa(rng: random.Random) -> Example:
-    pair = list(rng.choice(OPPOSITES))  # the two options: a property and its opposite
+    pair = rng.choice(OPPOSITES)  # the two options, a property and its opposite, in a fixed order
     right = rng.choice(pair)
     obj = rng.choice(PROPERTIES[right])
-    rng.shuffle(pair)
     options = " ".join(f"{LETTERS[i]}. {p}" for i, p in enumerate(pair))
     scene = f"{rng.choice(NAMES)} {rng.choice(HANDLING)} {obj} {rng.choice(TIMES)}"
     prompt = (f"Science question: answer with a letter and a reason.\n"
@@ -214,7 +214,10 @@ def synthetic_stream(
 
 
 def _generic_sentence(rng: random.Random) -> str:
-    kind = rng.randrange(8)
+    kind = rng.randrange(9)
+    if kind == 8:  # repetition, so the base learns in-context copying (as real pre-training text teaches)
+        said = _news(rng)[0]
+        return f"{rng.choice(NAMES)} said that {said}. {rng.choice(NAMES)} also said that {said}."
     if kind == 0:
         return f"{_news(rng)[0]}."
     if kind == 1:

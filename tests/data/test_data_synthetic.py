@@ -80,7 +80,9 @@ def test_tasks_conflict_on_shared_inputs():
     from seta.data.synthetic import _c_stance, _fomc
     a, b = random.Random(5), random.Random(5)
     pairs = [(_c_stance(a), _fomc(b)) for _ in range(300)]
-    assert all(x.prompt.split("Text: ")[1].split("\n")[0] == y.prompt.split("Text: ")[1].split("\n")[0] for x, y in pairs)
+    def text(ex):
+        return ex.prompt.split("Text: ")[1].split("\n")[0]
+    assert all(text(x) == text(y) for x, y in pairs)
     disagree = sum(x.answer != y.answer for x, y in pairs) / len(pairs)
     assert 0.5 < disagree < 0.85  # independent 3-way labels disagree about 2/3 of the time
 

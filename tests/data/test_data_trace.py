@@ -34,7 +34,8 @@ def test_written_then_loaded_equals_generated(data_dir, small_stream):
 
 def test_unicode_round_trip(tmp_path):
     from seta.data import Stream, Task
-    ex = [Example("立场：他支持这个政策。\nAnswer:", "A"), Example("Vereinfache: Die Straße ist schön.", "Straße ä")]
+    ex = [Example("立场：他支持这个政策。\nAnswer:", "A"),
+          Example("Vereinfache: Die Straße ist schön.", "Straße ä")]
     s = Stream([Task("C-STANCE", "exact_match", ex, [], ex)])
     write_trace(s, tmp_path)
     assert load_trace(tmp_path, order=["C-STANCE"]) == s
@@ -84,7 +85,8 @@ def test_missing_required_file(data_dir, split):
 
 
 def test_malformed_json_names_file_and_position(data_dir):
-    _write(data_dir / "ScienceQA" / "test.json", '[\n {"prompt": "p", "answer": "a"},\n {"prompt": "p" "answer": "b"}\n]')
+    bad = '[\n {"prompt": "p", "answer": "a"},\n {"prompt": "p" "answer": "b"}\n]'
+    _write(data_dir / "ScienceQA" / "test.json", bad)
     with pytest.raises(ValueError) as e:
         load_trace(data_dir)
     msg = str(e.value)
