@@ -20,7 +20,14 @@ C-STANCE/FOMC read different words of the same sentence type, NumGLUE-cm/-ds app
 different operations to the same numbers under the same question, and MeetingBank/
 20Minuten both rewrite sentences about people and topics. The generic corpus (the tiny
 base model's pre-training text) states the world knowledge the tasks lean on (object
-properties, small sums and products, sentence and code patterns) but never a task prompt.
+properties, small sums and products, also inside little stories, sentence and code patterns,
+repeated clauses that teach in-context copying) but never a task prompt or its QA format.
+
+Design notes (from measuring a 2-layer, hidden-128 Llama, full fine-tuning, 320 steps of
+32 per task): ScienceQA offers two options in a fixed order per property pair, because a
+random option order (letter = position of the matching option) stayed at chance even under
+joint training; the corpus carries story-form arithmetic and repeated clauses because
+without them NumGLUE and MeetingBank were not learned within a task's budget.
 
 Each task draws from its own RNG seeded by (seed, task), so a task's examples do not
 depend on the order or on the other tasks. Prompts are unique within a task across all
@@ -229,9 +236,12 @@ def _generic_sentence(rng: random.Random) -> str:
     if kind == 3:
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         return f"{a} times {b} is {a * b}."
-    if kind == 4:
-        who, thing = rng.choice(NAMES), rng.choice(THINGS)
-        return f"{who} has {rng.randint(1, 9)} {thing} and gives some to {rng.choice(NAMES)}."
+    if kind == 4:  # numeracy in stories (LLM-style general knowledge; never in the task's QA format)
+        who, other, thing = rng.choice(NAMES), rng.choice(NAMES), rng.choice(THINGS)
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        if rng.random() < 0.5:
+            return f"{who} had {a} {thing}, got {b} from {other} and so had {a + b} {thing}."
+        return f"{who} filled {a} boxes with {b} {thing} each, {a * b} {thing} in all."
     if kind == 5:
         return f"the council met {rng.choice(TIMES)} and {rng.choice(NAMES)} talked about {rng.choice(TOPICS)}."
     if kind == 6:
