@@ -105,6 +105,7 @@ def build_tiny_tokenizer(out_dir: str | Path | None = None, vocab_size: int = TI
             raise ValueError(f"{target} exists and is not a seta tokenizer directory; give a new or empty out_dir")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
         try:
             _train(texts, vocab_size).save_pretrained(tmp)
             (tmp / _STAMP).write_text(json.dumps({"fingerprint": fingerprint, "vocab_size": vocab_size}))
