@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seta.data.tokenize import collate_train, encode_example
+from seta.data import collate_train, encode_example
 
 
 def encode_examples(tokenizer, examples, cfg) -> list[dict]:
@@ -18,6 +18,6 @@ def encode_examples(tokenizer, examples, cfg) -> list[dict]:
 
 def batches_of(encoded: list[dict], tokenizer) -> dict:
     """Right-padded (B, T) tensors input_ids, attention_mask, labels, plus n_answer (B,)."""
-    batch = collate_train([{k: e[k] for k in ("input_ids", "labels")} for e in encoded], pad_id=tokenizer.pad_token_id)
+    batch = collate_train([{k: e[k] for k in ("input_ids", "labels")} for e in encoded], tokenizer.pad_token_id)
     batch["n_answer"] = [e["n_answer"] for e in encoded]
     return batch

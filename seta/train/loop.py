@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seta.core.metrics import backward_transfer, forward_transfer, overall_performance
+from seta.data import encode_prompt
 from seta.eval.generate import generate
 from seta.eval.scorers import score
 from seta.train import distributed as dist
@@ -86,14 +87,15 @@ class ContinualTrainer:
     out_dir: where the log, checkpoints and the adapter go.
     """
 
-    def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, joint: bool = False, progress: bool = True):
+    def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, progress: bool = True):
         if not tasks:
             raise ValueError("the stream has no tasks")
         self.strategy = strategy
         self.tasks = list(tasks)
         self.cfg = config
         self.out = Path(out_dir)
-        self.joint = joint  # MTL: one training stage on every task, only the final row of R
+        self.joint = strategy.joint  # MTL: one training stage on every task, only the final row of R
+        strategy.bind(self.tasks, config)
         self.progress = progress
         self.rank, self.world = dist.world()
         self.ckpt_path = self.out / "checkpoint.pt"
@@ -109,7 +111,7 @@ class ContinualTrainer:
 
     def probe_batches(self, t: int):
         """Deterministic training micro-batches of task t (for probes, Fisher, routing statistics)."""
-        enc = encode_examples(self.strategy.tokenizer, self.tasks[t].train, self.cfg)
+        enc = encode_examples(self.strategy.tokenizer, self.strategy.train_examples(t, self.tasks), self.cfg)
         for group in self._epoch_batches(enc, t, epoch=-1):
             yield batches_of(group, self.strategy.tokenizer)
 
@@ -174,9 +176,8 @@ class ContinualTrainer:
         exs = list(task.test)[: cfg.max_eval_examples] if cfg.max_eval_examples else list(task.test)
         prompts = [e.prompt for e in exs]
         preds = generate(
-            s.model, s.tokenizer, prompts,
+            s.model, s.tokenizer, [encode_prompt(s.tokenizer, p, cfg.max_prompt_len) for p in prompts],
             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
-            max_prompt_tokens=cfg.max_prompt_len, add_special_tokens=True,
             before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
             progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
         )

@@ -62,6 +62,8 @@ def pretrain(model, tokenizer, texts: list[str], cfg: PretrainConfig, progress: 
     """Train every parameter of ``model`` on next-token prediction; returns the loss curve."""
     seed_everything(cfg.seed)
     data = _chunks(tokenizer, texts, cfg.seq_len)
+    for p in model.parameters():  # a freshly built base may come frozen
+        p.requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     warm = max(1, cfg.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr_factor(s, cfg.steps, warm))

@@ -63,6 +63,13 @@ class Strategy:
         self.routing_log = RoutingLog()
 
     # ----------------------------------------------------------------- training
+    joint = False  # True: one training stage on every task at once (MTL)
+
+    def bind(self, tasks: list, loop_config) -> None:
+        """Called by the loop before anything else: the stream's length and the loop's settings."""
+        self.n_tasks = len(tasks)
+        self.loop_cfg = loop_config
+
     def before_task(self, t: int, task, probe_batches) -> None:
         """Called once before training on task t (0-based)."""
 

@@ -1,0 +1,48 @@
+"""EWC on the sparse-block adapter: seqft-sparse plus an elastic penalty on every trained block.
+
+    L = LM + (λ/2) Σ_e F_e (θ_e − θ*_e)²     (Kirkpatrick et al., 2017; online Fisher merge F ← γF + F_t)
+
+The same maths as SETA's anchoring (seta.core.anchoring.ewc_penalty), with a constant λ
+instead of the owner-adaptive one and no routing: every trained block acts at inference.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from seta.core.anchoring import elastic_anchor_penalty, normalise_fisher
+from seta.models import estimate_block_fisher
+from seta.train.strategies.sparse import SparseBlocks, _tensors
+
+
+class EWC(SparseBlocks):
+    name = "ewc"
+
+    def before_task(self, t, task, probe_batches) -> None:
+        super().before_task(t, task, probe_batches)
+        ids, _, anchor, fisher = self.seta.anchor_terms(self.seta.registry.expert(t))
+        self.anchored = None
+        if ids.numel():
+            fisher = normalise_fisher([fisher], valid=[self.seta.valid_mask(ids).to(fisher.device)])[0]
+            self.anchored = (ids, anchor.detach(), fisher.detach())
+
+    def penalty(self, t: int):
+        if self.anchored is None:
+            return 0.0
+        ids, anchor, fisher = self.anchored
+        return elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.anchor_lambda)
+
+    def after_task(self, t, task, probe_batches) -> None:
+        s_t = self.seta.registry.expert(t)
+        batches = (_tensors(b) for b in islice(probe_batches(), self.config.fisher_batches))
+        self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.fisher_gamma)
+        self.seta.set_task(t)
+
+    def state_dict(self) -> dict:
+        a = self.seta.anchors
+        return {**super().state_dict(), "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone())}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        a = self.seta.anchors
+        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])

@@ -1,0 +1,103 @@
+"""SETA: Split-on-Share sparse experts + adaptive elastic anchoring + a task-agnostic gate.
+
+Per task t (method spec §1-§4):
+  before: sensitivity probe (base only) → S_t = top-k(score·(1+β·owned)) → new blocks, gate output;
+          anchors of S_t's shared blocks, λ_B = λ · (earlier owners of B), F normalised by its mean.
+  train:  y = base(x) + Δ_{S_t} x;  L = LM + Σ_B (λ_B/2) Σ_e F_Be (θ_Be − θ*_Be)².
+  after:  element-wise Fisher of S_t, F ← γF + F_t, θ* ← θ;  routing statistics of task t;
+          the gate trained with pseudo-features of earlier tasks (+ KL to the old gate, L2 anchor).
+  infer:  z = mean prompt hidden state of the base → gate → top-1 (or soft top-k) expert, or the
+          null expert (base alone) when z is far from every task.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import torch
+
+from seta.core.anchoring import adaptive_strength, elastic_anchor_penalty, normalise_fisher
+from seta.models import estimate_block_fisher
+from seta.train.gate_training import train_gate
+from seta.train.strategies.sparse import SparseBlocks, _tensors
+
+
+class Seta(SparseBlocks):
+    name = "seta"
+
+    @property
+    def beta(self) -> float:
+        return self.config.beta
+
+    def before_task(self, t, task, probe_batches) -> None:
+        super().before_task(t, task, probe_batches)
+        s_t = self.seta.registry.expert(t)
+        ids, _, anchor, fisher = self.seta.anchor_terms(s_t)
+        self.anchored = None
+        if ids.numel() and self.config.anchor_lambda > 0:
+            fisher = normalise_fisher([fisher], valid=[self.seta.valid_mask(ids).to(fisher.device)])[0]
+            owners = self.seta.registry.earlier_owners(t)[torch.isin(s_t, ids)]
+            strength = adaptive_strength(owners, self.config.anchor_lambda).to(fisher)
+            self.anchored = (ids, anchor.detach(), fisher.detach(), strength)
+
+    def penalty(self, t: int):
+        if self.anchored is None:
+            return 0.0
+        ids, anchor, fisher, strength = self.anchored
+        return elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, strength)
+
+    def after_task(self, t, task, probe_batches) -> None:
+        cfg = self.config
+        s_t = self.seta.registry.expert(t)
+        fisher = estimate_block_fisher(self.seta, s_t, (_tensors(b) for b in islice(probe_batches(), cfg.fisher_batches)))
+        self.seta.update_anchors(s_t, fisher, cfg.fisher_gamma)
+        # routing statistics and the gate
+        train_prompts = [e.prompt for e in task.train]
+        heldout = [e.prompt for e in task.eval] or train_prompts[-max(1, len(train_prompts) // 10):]
+        z_train = self.prompt_features(train_prompts)
+        self.seta.router.observe(t, z_train)
+        self.seta.router.calibrate_null(t, self.prompt_features(heldout), cfg.null_quantile)
+        old = self.old_gate if t > 0 else None
+        train_gate(self.seta.router, t, z_train, cfg.gate, old)
+        self.old_gate = self.seta.router.gate.snapshot()
+        self.seta.set_task(t)
+
+    def route(self, inputs, task_id) -> None:
+        cfg, router = self.config, self.seta.router
+        dev = self.seta.device
+        ids, mask = inputs["input_ids"].to(dev), inputs["attention_mask"].to(dev)
+        if not router.tasks:  # before the first task: the base model
+            self.seta.clear_route()
+            return
+        if cfg.routing == "oracle":
+            if task_id in router.tasks:
+                probs = self.seta.route_batch(ids, mask, tasks=[task_id] * ids.shape[0])
+            else:
+                self.seta.clear_route()
+                probs = torch.zeros(ids.shape[0], len(router.tasks))
+        else:
+            probs = self.seta.route_batch(ids, mask, mode=cfg.routing, k=cfg.soft_k, null=cfg.null_expert)
+        if task_id in router.tasks:  # routing accuracy is measured on tasks the gate knows
+            top = probs.argmax(1)
+            pred = [router.tasks[int(c)] if float(probs[i].sum()) > 0 else -1 for i, c in enumerate(top)]
+            self.routing_log.true.extend([task_id] * len(pred))
+            self.routing_log.pred.extend(pred)
+
+    def state_dict(self) -> dict:
+        r = self.seta.router
+        return {**super().state_dict(),
+                "anchors": (self.seta.anchors.ids.clone(), self.seta.anchors.values.clone(), self.seta.anchors.fisher.clone()),
+                "router": (r.config_dict(), {k: v.clone() for k, v in r.tensors().items()}),
+                "old_gate": self.old_gate.state_dict() if getattr(self, "old_gate", None) is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        from seta.models import Router
+
+        cfg, tensors = state["router"]
+        self.seta.router = Router.from_saved(cfg, tensors).to(self.seta.device)
+        a = self.seta.anchors
+        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])
+        if state["old_gate"] is not None:
+            self.old_gate = self.seta.router.gate.snapshot()
+            self.old_gate.load_state_dict(state["old_gate"])

@@ -1,0 +1,191 @@
+"""Sparse-block strategies sharing SETA's adapter and block budget.
+
+All of them attach the same sparse block experts (seta.models) and, before each
+task, pick k = ceil(ρ·N) blocks by the sensitivity probe (base only, no expert
+active). They differ only in what protects earlier tasks:
+
+- seqft-sparse: nothing. One model; at inference every allocated block acts.
+- independent:  a fresh zero-initialised copy of the blocks per task, routed by
+                the true task id (isolation upper bound, linear growth).
+- mtl:          joint training of one sparse expert with n·k blocks on all tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+
+from seta.data import generation_batch
+from seta.models import DEFAULT_TARGETS, ExpertConfig, attach_experts, probe_block_sensitivity
+from seta.train.gate_training import GateTrainConfig
+from seta.train.strategies.base import Strategy
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    """Sparse-block and SETA settings (SETA reads them all; baselines the first block)."""
+
+    block_size: int = 16
+    """b: block side (256 for 7B/4B models)."""
+    ratio: float = 0.01
+    """ρ: fraction of all target blocks a task selects (budget k = ceil(ρ N))."""
+    target_modules: tuple[str, ...] = tuple(DEFAULT_TARGETS)
+    """Names (or regexes) of the linear layers that get experts."""
+    probe_batches: int = 8
+    """m: micro-batches of the sensitivity probe."""
+    beta: float = 0.1
+    """β: reuse bonus for already-owned blocks (SETA; 0 = the no-reuse ablation)."""
+    anchor_lambda: float = 1.0
+    """λ: elastic anchoring strength (λ_B = λ · earlier owners; 0 = the no-anchoring ablation)."""
+    fisher_gamma: float = 1.0
+    """γ: online Fisher merge F ← γF + F_t."""
+    fisher_batches: int = 8
+    """m': micro-batches of the element-wise Fisher estimate after a task."""
+    routing: str = "top1"
+    """Inference routing: top1, soft (top-k mixture) or oracle (true task id)."""
+    soft_k: int = 2
+    """k of the soft top-k mixture."""
+    null_expert: bool = True
+    """Route inputs far from every task's features to the base model alone."""
+    null_quantile: float = 0.99
+    """In-task quantile of Mahalanobis distances that calibrates the null threshold."""
+    gate: GateTrainConfig = field(default_factory=GateTrainConfig)
+    """How the gate is trained after each task."""
+
+    def __post_init__(self):
+        if self.block_size < 1 or not 0 < self.ratio <= 1:
+            raise ValueError("SparseConfig: block_size >= 1 and ratio in (0, 1] are required")
+        if self.beta < 0 or self.anchor_lambda < 0 or self.fisher_gamma < 0:
+            raise ValueError("SparseConfig: beta, anchor_lambda and fisher_gamma must be >= 0")
+        if self.routing not in ("top1", "soft", "oracle"):
+            raise ValueError(f"SparseConfig.routing must be top1, soft or oracle, got {self.routing!r}")
+        if self.probe_batches < 1 or self.fisher_batches < 1 or self.soft_k < 1:
+            raise ValueError("SparseConfig: probe_batches, fisher_batches and soft_k must be >= 1")
+        if not 0 < self.null_quantile <= 1:
+            raise ValueError("SparseConfig.null_quantile must lie in (0, 1]")
+
+
+def _tensors(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
+
+
+class SparseBlocks(Strategy):
+    """Base of the sparse strategies; as is, it is seqft-sparse."""
+
+    name = "seqft-sparse"
+    beta = 0.0  # seqft-sparse picks its top-k with no reuse bonus
+
+    def __init__(self, model, tokenizer, config: SparseConfig | None = None):
+        config = config or SparseConfig()
+        seta = attach_experts(model, ExpertConfig(block_size=config.block_size, target_modules=config.target_modules))
+        super().__init__(seta, tokenizer, config)
+        self.seta = seta
+        self.block_numel = config.block_size**2
+
+    def budget_ratio(self, n_tasks: int) -> float:
+        return self.config.ratio
+
+    def before_task(self, t, task, probe_batches) -> None:
+        with self.seta.no_experts():
+            scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.config.probe_batches)))
+        self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta)
+        self.seta.set_task(t)
+
+    def trainable_parameters(self):
+        return self.seta.block_parameters()
+
+    def forward_logits(self, batch, t):
+        return self.seta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+
+    def route(self, inputs, task_id) -> None:
+        self.seta.set_expert(self.seta.allocated_ids())  # one model: every block trained so far acts
+
+    def clear_route(self) -> None:
+        self.seta.clear_route()
+
+    def param_counts(self) -> dict:
+        tasks = self.seta.registry.tasks
+        per_task = max((self.seta.registry.expert(t).numel() for t in tasks), default=0)
+        return {"trainable_params": per_task * self.block_numel,
+                "allocated_params": int(self.seta.registry.allocated().numel()) * self.block_numel,
+                "extra": {"growth": [int(self.seta.registry.expert(t).numel()) for t in tasks]}}
+
+    def state_dict(self) -> dict:
+        return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        from seta.core.allocation import OwnershipRegistry
+
+        reg = OwnershipRegistry.from_dict(state["registry"])
+        for t in reg.tasks:
+            self.seta.registry.add_task(t, reg.expert(t))
+            self.seta.router.add_task(t)
+        ids = self.seta.registry.allocated()
+        self.seta.add_blocks(ids)
+        self.seta.set_blocks(ids, state["blocks"])
+
+    def save_adapter(self, out_dir) -> None:
+        self.seta.save_pretrained(out_dir)
+
+    def prompt_features(self, prompts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Routing features z of prompts, encoded exactly as at evaluation. (N, d)"""
+        cap = self.loop_cfg.max_prompt_len if getattr(self, "loop_cfg", None) else 1024
+        out = []
+        for s in range(0, len(prompts), batch_size):
+            b = generation_batch(self.tokenizer, prompts[s : s + batch_size], max_prompt=cap)
+            out.append(self.seta.routing_features(b["input_ids"].to(self.seta.device), b["attention_mask"].to(self.seta.device)).cpu())
+        return torch.cat(out)
+
+
+class Independent(SparseBlocks):
+    """A fresh sparse expert per task, routed by the true task id."""
+
+    name = "independent"
+    uses_task_id_at_inference = True
+
+    def __init__(self, model, tokenizer, config=None):
+        super().__init__(model, tokenizer, config)
+        self.experts: dict[int, torch.Tensor] = {}  # task -> trained values of its own blocks (k, b, b)
+
+    def before_task(self, t, task, probe_batches) -> None:
+        super().before_task(t, task, probe_batches)
+        ids = self.seta.registry.expert(t)
+        self.seta.set_blocks(ids, torch.zeros(ids.numel(), self.config.block_size, self.config.block_size))
+
+    def after_task(self, t, task, probe_batches) -> None:
+        self.experts[t] = self.seta.get_blocks(self.seta.registry.expert(t)).detach().clone()
+
+    def route(self, inputs, task_id) -> None:
+        if task_id not in self.experts:  # a task not trained yet has no expert: the base model
+            self.seta.clear_route()
+            return
+        ids = self.seta.registry.expert(task_id)
+        self.seta.set_blocks(ids, self.experts[task_id])
+        self.seta.set_expert(ids)
+
+    def param_counts(self) -> dict:
+        counts = super().param_counts()
+        counts["allocated_params"] = sum(v.shape[0] for v in self.experts.values()) * self.block_numel
+        return counts
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "experts": {k: v.clone() for k, v in self.experts.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.experts = {int(k): v.clone() for k, v in state["experts"].items()}
+
+
+class MTL(SparseBlocks):
+    """Joint multi-task training of one sparse expert with n·k blocks (upper bound)."""
+
+    name = "mtl"
+    joint = True
+
+    def budget_ratio(self, n_tasks: int) -> float:
+        return min(1.0, self.config.ratio * n_tasks)
+
+    def train_examples(self, t, tasks):
+        return [ex for task in tasks[: t + 1] for ex in task.train]
