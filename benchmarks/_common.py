@@ -1,0 +1,147 @@
+"""Shared helpers for the benchmark scripts (not part of the seta package).
+
+Every script measures its contenders side by side in ONE process, interleaving their repeats
+(A B A B ...) so that load from other processes on a shared machine hits both alike, and prints
+medians and ratios. Absolute times depend on the machine; the ratios are the figures of record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# A mid-sized Llama (hidden 512, 4 layers) so the adapter's cost is visible next to the base's.
+MID_LLAMA = dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4, num_attention_heads=8,
+                 num_key_value_heads=8, max_position_embeddings=2048)
+MID_VOCAB = 4096
+
+
+def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:0 ...")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                        help="dtype of the base weights (non-4-bit) and of the trainable adapters")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations per contender")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per contender (median reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def setup(args) -> torch.device:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda was asked for but torch sees no GPU; rerun with --device cpu")
+    return device
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"CPU {cpu}, {torch.get_num_threads()} torch thread(s); {gpu}; torch {torch.__version__}; "
+            f"python {platform.python_version()}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_timing(fns: dict, device, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved);
+    returns name -> list of seconds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def med(xs) -> float:
+    return statistics.median(xs)
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1e3:9.2f} ms"
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 2**20:9.2f} MiB"
+
+
+@contextmanager
+def saved_tensor_bytes(exclude_ptrs: set[int]):
+    """Count the bytes of the unique tensor storages autograd saves for backward inside the block.
+
+    Storages whose data pointer is in `exclude_ptrs` (the model's own parameters and buffers,
+    which exist anyway) are not counted. Yields a dict; its 'bytes' is filled on exit.
+    """
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        try:
+            st = t.untyped_storage()
+            ptr = st.data_ptr()
+            if ptr not in exclude_ptrs and ptr not in seen:
+                seen[ptr] = st.nbytes()
+        except (RuntimeError, NotImplementedError):  # e.g. tensor subclasses without storage
+            pass
+        return t
+
+    out = {"bytes": 0}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield out
+    out["bytes"] = sum(seen.values())
+
+
+def storage_ptrs(module: torch.nn.Module) -> set[int]:
+    ptrs = set()
+    for t in list(module.parameters()) + list(module.buffers()):
+        try:
+            ptrs.add(t.untyped_storage().data_ptr())
+        except (RuntimeError, NotImplementedError):
+            pass
+    return ptrs
+
+
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    total = 0
+    for state in opt.state.values():
+        for v in state.values():
+            if torch.is_tensor(v):
+                total += v.numel() * v.element_size()
+    return total
+
+
+def synthetic_batch(vocab: int, batch: int, seq: int, device, seed: int = 0) -> dict:
+    """Random token ids; labels = inputs with the first half (the 'prompt') masked out (-100)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (batch, seq), generator=g)
+    labels = ids.clone()
+    labels[:, : seq // 2] = -100
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}

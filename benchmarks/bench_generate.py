@@ -1,0 +1,95 @@
+"""Generation time with SETA's gate routing vs the base model alone, same prompts, side by side.
+
+    python benchmarks/bench_generate.py                 # mid Llama (hidden 512, 4 layers), CPU fp32
+
+SETA: `--tasks` experts allocated at ratio `--ratio` (random sensitivity scores, Split-on-Share as in
+training), a gate with random (non-zero) heads so top-1 routing sends different prompts to different
+experts; each timed call = `route_batch(prompts, mode='top1')` (a routing-feature forward pass of
+the base + the gate) + greedy `generate` of exactly `--new-tokens` tokens. Base: a separate,
+identical plain HF model (no wrappers) generating the same tokens count from the same prompts.
+Also shown: the SETA-wrapped model with the route cleared (wrapper overhead alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
+
+from seta.models import ExpertConfig, attach_experts, build_tiny_model
+
+
+def main():
+    p = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    p.add_argument("--4bit", dest="four_bit", action="store_true", help="NF4 base")
+    p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
+    p.add_argument("--prompt-len", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--tasks", type=int, default=3, help="experts allocated before generation")
+    p.add_argument("--ratio", type=float, default=0.01, help="block budget per task (fraction of all blocks)")
+    p.add_argument("--block-size", type=int, default=32)
+    p.set_defaults(repeats=5, warmup=1)
+    args = p.parse_args()
+    device = setup(args)
+
+    def base():
+        m = build_tiny_model("llama", vocab_size=MID_VOCAB, seed=args.seed, dtype=args.dtype, load_in_4bit=args.four_bit,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2, **MID_LLAMA)
+        return (m if args.four_bit else m.to(device)).eval()
+
+    plain = base()
+    seta = attach_experts(base(), ExpertConfig(block_size=args.block_size))
+    g = torch.Generator().manual_seed(args.seed)
+    for t in range(args.tasks):
+        seta.allocate(t, torch.rand(seta.index.n_blocks, generator=g, dtype=torch.float64), ratio=args.ratio)
+    with torch.no_grad():
+        for layer in seta.layers.values():
+            if layer.n_blocks:
+                layer.blocks.normal_(0, 1e-3, generator=None)
+        for head in seta.router.gate.heads:
+            head.weight.normal_(0, 1.0)
+    seta.eval()
+
+    ids = torch.randint(3, MID_VOCAB, (args.batch, args.prompt_len), generator=g).to(seta.device)
+    mask = torch.ones_like(ids)
+    gen_kw = dict(attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                  do_sample=False, pad_token_id=0)
+    probs = seta.route_batch(ids, mask, mode="top1")
+    routed = probs.argmax(1).tolist()
+    active = sum(int(layer.get_route()[0].numel()) for layer in seta.layers.values() if layer.get_route() is not None)
+
+    def run_plain():
+        with torch.inference_mode():
+            out = plain.generate(ids, **gen_kw)
+        assert out.shape[1] == args.prompt_len + args.new_tokens
+
+    def run_seta():
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1")
+            out = seta.generate(ids, **gen_kw)
+        assert out.shape[1] == args.prompt_len + args.new_tokens
+
+    def run_cleared():
+        with torch.inference_mode(), seta.no_experts():
+            seta.generate(ids, **gen_kw)
+
+    times = interleaved_timing({"base": run_plain, "seta": run_seta, "cleared": run_cleared}, device,
+                               args.warmup, args.repeats)
+    tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
+    print(f"machine: {machine()}")
+    print(f"base: mid Llama hidden 512 x {MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}; "
+          f"{'NF4 4-bit' if args.four_bit else args.dtype}; device {device}")
+    print(f"prompts {args.batch} x {args.prompt_len} tokens, {args.new_tokens} new tokens (greedy); "
+          f"{args.tasks} experts at ratio {args.ratio} (b={args.block_size}); top-1 routes {routed}; "
+          f"{active} blocks active in the route")
+    print(f"generate time (median of {args.repeats}, {args.warmup} warm-up): base {fmt_s(tb)} | "
+          f"SETA route_batch+generate {fmt_s(ts)} | SETA wrappers, no route {fmt_s(tc)}")
+    print(f"ratio SETA/base {ts / tb:.3f}  (target <= 1.2) | wrappers-only/base {tc / tb:.3f}")
+
+
+if __name__ == "__main__":
+    main()
