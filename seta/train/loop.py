@@ -244,14 +244,16 @@ class ContinualTrainer:
         confusion = None
         if rl.true:
             n = len(self.tasks)
-            confusion = [[0] * (n + 1) for _ in range(n)]  # last column: null expert
+            confusion = [[0] * n for _ in range(n)]  # rows: true task, columns: routed task
             for a, b in zip(rl.true, rl.pred):
-                confusion[a][b if b >= 0 else n] += 1
+                if b >= 0:  # null-expert routings count as errors and are reported in extra
+                    confusion[a][b] += 1
         return RunResult(
             method=self.strategy.name, tasks=[t.name for t in self.tasks], R=R, base_scores=base_scores,
             routing_acc=rl.accuracy(), routing_confusion=confusion,
             trainable_params=counts["trainable_params"], allocated_params=counts["allocated_params"],
-            wall_s=wall_s, peak_mem_mb=_peak_mem_mb(), extra=counts.get("extra", {}),
+            wall_s=wall_s, peak_mem_mb=_peak_mem_mb(),
+            extra={**counts.get("extra", {}), "null_routed": sum(1 for b in rl.pred if b < 0)},
         )
 
     def _setup_log(self) -> None:

@@ -110,7 +110,17 @@ class SparseBlocks(Strategy):
         per_task = max((self.seta.registry.expert(t).numel() for t in tasks), default=0)
         return {"trainable_params": per_task * self.block_numel,
                 "allocated_params": int(self.seta.registry.allocated().numel()) * self.block_numel,
-                "extra": {"growth": [int(self.seta.registry.expert(t).numel()) for t in tasks]}}
+                "extra": {"growth": [int(self.seta.registry.expert(t).numel()) for t in tasks],
+                          "allocated_curve": self._allocated_curve()}}
+
+    def _allocated_curve(self) -> list[int]:
+        """|∪_{j≤t} S_j| after each task t."""
+        seen: set[int] = set()
+        curve = []
+        for t in self.seta.registry.tasks:
+            seen |= set(self.seta.registry.expert(t).tolist())
+            curve.append(len(seen))
+        return curve
 
     def state_dict(self) -> dict:
         return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone()}

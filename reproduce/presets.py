@@ -1,0 +1,57 @@
+"""Presets of reproduce/run_all.py: the embedded tiny default and the paper-scale configurations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from seta.train.config import TrainConfig
+from seta.train.gate_training import GateTrainConfig
+from seta.train.pretrain import PretrainConfig
+from seta.train.strategies import SparseConfig
+
+ALL_METHODS = ["seta", "seqft-sparse", "seq-lora", "o-lora", "ewc", "replay", "independent", "mtl"]
+ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-oracle", "seta-soft"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a run needs besides the methods and seeds."""
+
+    name: str
+    train: TrainConfig
+    sparse: SparseConfig
+    arch: str = "llama"  # tiny: llama/qwen3 built from a config; else the shipped architecture name
+    tiny_model: dict = field(default_factory=dict)  # config overrides of the tiny base
+    pretrain: PretrainConfig | None = None  # tiny only: brief pre-training on generic text
+    stream: dict = field(default_factory=dict)  # synthetic_stream kwargs (tiny) or load_trace kwargs
+    load_in_4bit: bool = False
+    needs_model_path: bool = False
+
+
+TINY = Preset(
+    name="tiny",
+    train=TrainConfig(epochs=(3,), batch_size=16, lr=1e-2, max_new_tokens=16, eval_batch_size=50, seed=0),
+    sparse=SparseConfig(block_size=16, ratio=0.05, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
+                        gate=GateTrainConfig(steps=200)),
+    tiny_model=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
+    pretrain=PretrainConfig(steps=300),
+    stream=dict(n_train=600, n_eval=40, n_test=60),
+)
+
+QUICK = replace(TINY, name="tiny-quick", train=replace(TINY.train, epochs=(1,)),
+                stream=dict(n_train=120, n_eval=16, n_test=16), pretrain=PretrainConfig(steps=60),
+                sparse=replace(TINY.sparse, gate=GateTrainConfig(steps=40)))
+
+_PAPER_TRAIN = TrainConfig(epochs=(5, 3, 7, 5, 3, 5, 5, 7), batch_size=4, grad_accum=8, lr=1e-4, warmup_ratio=0.03,
+                           max_prompt_len=1024, max_answer_len=512, max_new_tokens=256, eval_batch_size=16,
+                           bf16=True, gradient_checkpointing=True)
+_PAPER_SPARSE = SparseConfig(block_size=256, ratio=0.01, probe_batches=16, fisher_batches=16)
+
+PAPER = {
+    "llama2-7b": Preset(name="llama2-7b", arch="llama2-7b", train=_PAPER_TRAIN, sparse=_PAPER_SPARSE,
+                        load_in_4bit=True, needs_model_path=True, stream=dict(order=1)),
+    "qwen3-4b": Preset(name="qwen3-4b", arch="qwen3-4b", train=_PAPER_TRAIN, sparse=_PAPER_SPARSE,
+                       load_in_4bit=True, needs_model_path=True, stream=dict(order=1)),
+}
+
+PRESETS = {"tiny": TINY, **PAPER}
