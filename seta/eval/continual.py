@@ -83,10 +83,13 @@ def fwt_available(R: np.ndarray, base_scores) -> bool:
 
 
 def continual_metrics(R, base_scores=None) -> ContinualMetrics:
-    """OP and BWT of R (errors if a needed entry is NaN); FWT, or NaN when not computable."""
+    """OP of R (errors if the final row has a NaN); BWT and FWT, or NaN when R lacks the entries
+    they read (e.g. MTL, trained jointly, has only a final row)."""
     R = np.asarray(R, dtype=np.float64)
     fwt = forward_transfer(R, base_scores) if fwt_available(R, base_scores) else math.nan
-    return ContinualMetrics(OP=overall_performance(R), BWT=backward_transfer(R), FWT=fwt)
+    n = R.shape[0]
+    bwt = backward_transfer(R) if all(np.isfinite(R[j, j]) for j in range(n)) else math.nan
+    return ContinualMetrics(OP=overall_performance(R), BWT=bwt, FWT=fwt)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from seta.core.metrics import backward_transfer, forward_transfer, overall_performance
+from seta.core.metrics import overall_performance
+from seta.eval.continual import continual_metrics
 from seta.data import encode_prompt
 from seta.eval.generate import generate
 from seta.eval.scorers import score
@@ -65,13 +66,12 @@ class RunResult:
 
     @property
     def BWT(self) -> float:
-        return backward_transfer(self.R)
+        """NaN when R lacks the diagonal (MTL is trained once, on every task)."""
+        return continual_metrics(self.R, self.base_scores).BWT
 
     @property
     def FWT(self) -> float:
-        if self.base_scores is None:
-            return float("nan")
-        return forward_transfer(self.R, self.base_scores)
+        return continual_metrics(self.R, self.base_scores).FWT
 
 
 def _peak_mem_mb() -> float:

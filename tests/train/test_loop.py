@@ -1,0 +1,104 @@
+"""The continual loop: every strategy end to end, resume, NaN handling, schedule, checkpoints."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seta.train.checkpoint import atomic_torch_save, load_checkpoint
+from seta.train.config import TrainConfig
+from seta.train.loop import ContinualTrainer, NonFiniteLossError, cosine_lr_factor
+from seta.train.strategies import STRATEGIES, build_strategy
+
+from train_helpers import SPARSE, TRAIN
+
+
+def _run(name, make_base, tok, tasks, out, **kw):
+    strategy = build_strategy(name, make_base(), tok, SPARSE)
+    return ContinualTrainer(strategy, tasks, TRAIN, out, progress=False).run(**kw), strategy
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_runs_end_to_end(name, make_base, tok, tasks, tmp_path):
+    res, strategy = _run(name, make_base, tok, tasks, tmp_path)
+    R = np.array(res.R, dtype=float)
+    assert R.shape == (3, 3)
+    assert np.isfinite(R[-1]).all() and ((R[-1] >= 0) & (R[-1] <= 100)).all()
+    if not strategy.joint:
+        assert all(np.isfinite(R[i, : i + 1]).all() for i in range(3))  # every seen task scored
+        assert np.isfinite(res.BWT)
+    assert res.trainable_params > 0
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "train.log").is_file()
+    strategy.save_adapter(tmp_path / "adapter")
+    assert any((tmp_path / "adapter").iterdir())
+
+
+@pytest.mark.parametrize("name", ["seta", "seqft-sparse", "o-lora"])
+def test_resume_reaches_the_same_R(name, make_base, tok, tasks, tmp_path):
+    full, _ = _run(name, make_base, tok, tasks, tmp_path / "full")
+    _run(name, make_base, tok, tasks, tmp_path / "cut", stop_after=2)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["next_task"] == 2
+    resumed, _ = _run(name, make_base, tok, tasks, tmp_path / "cut", resume=True)
+    np.testing.assert_allclose(np.array(resumed.R, float), np.array(full.R, float), atol=1e-6)
+
+
+def test_seta_protects_base_and_routes(make_base, tok, tasks, tmp_path):
+    base = make_base()
+    params = list(base.parameters())  # the base's own tensors, wrapped in place by the adapter
+    before = [p.detach().clone() for p in params]
+    strategy = build_strategy("seta", base, tok, SPARSE)
+    res = ContinualTrainer(strategy, tasks, TRAIN, tmp_path, progress=False).run()
+    assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
+    assert not any(p.requires_grad for p in params)
+    assert res.routing_acc is not None and 0 <= res.routing_acc <= 100
+    assert len(strategy.seta.router.tasks) == 3
+    assert 0 < strategy.seta.registry.growth_ratio() <= 1
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(make_base, tok, tasks, tmp_path):
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    trainer = ContinualTrainer(strategy, tasks, TRAIN, tmp_path, progress=False)
+    trainer.run(stop_after=1)
+    good = load_checkpoint(tmp_path / "checkpoint.pt")
+    fresh = build_strategy("seqft-sparse", make_base(), tok, SPARSE)  # a new process, as after a crash
+    fresh.penalty = lambda t: torch.tensor(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        ContinualTrainer(fresh, tasks, TRAIN, tmp_path, progress=False).run(resume=True)
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["next_task"] == good["next_task"] == 1
+
+
+def test_cosine_schedule():
+    assert cosine_lr_factor(0, 10, 0) == pytest.approx(1.0)
+    assert cosine_lr_factor(5, 10, 0) == pytest.approx(0.5)
+    assert cosine_lr_factor(10, 10, 0) == pytest.approx(0.0, abs=1e-12)
+    assert [cosine_lr_factor(s, 10, 4) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    values = [cosine_lr_factor(s, 50, 5) for s in range(5, 51)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "ck.pt"
+    atomic_torch_save({"a": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"a": Boom()}, path)
+    assert load_checkpoint(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=(0,))
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        build_strategy("nope", None, None)
+    cfg = TrainConfig(epochs=(1, 2))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg and cfg.epochs_for(1) == 2
+    assert math.isfinite(cfg.lr)
