@@ -33,7 +33,7 @@ def _load_stream(preset: Preset, data_dir, seed: int):
     return list(synthetic_stream(seed=seed, **preset.stream))
 
 
-def _base_factory(preset: Preset, model_path, tokenizer, cache_dir):
+def _base_factory(preset: Preset, model_path, tokenizer, cache_dir, progress=True):
     """A function returning a fresh copy of the base model for each method."""
     from seta.models import build_tiny_model, load_base_model
 
@@ -53,7 +53,7 @@ def _base_factory(preset: Preset, model_path, tokenizer, cache_dir):
         return build_tiny_model(preset.arch, tokenizer=tokenizer, seed=preset.train.seed, **preset.tiny_model)
 
     def factory():
-        model, _ = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir)
+        model, _ = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir, progress=progress)
         for p in model.parameters():
             p.requires_grad_(False)
         return model
@@ -124,6 +124,10 @@ def main(preset, methods, seeds, out, model_path, data_dir, resume, quick, dry_r
         raise click.BadParameter(f"model directory {model_path} does not exist", param_hint="--model")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise click.BadParameter(f"data directory {data_dir} does not exist", param_hint="--data-dir")
+    if cfg.needs_model_path and model_path is None:
+        raise click.UsageError(f"--preset {cfg.name} needs --model PATH (a local HF model directory) and --data-dir PATH")
+    if cfg.needs_model_path and data_dir is None:
+        raise click.UsageError(f"--preset {cfg.name} needs --data-dir pointing at a TRACE-format directory")
     out_dir = Path(out or f"results/{cfg.name}")
     try:
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume, not no_progress)
@@ -147,7 +151,7 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
     for seed in seeds:
         train_cfg = replace(cfg.train, seed=seed)
         tasks = _load_stream(cfg, data_dir, seed)
-        factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache")
+        factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
         if model_path is None and "ppl_base" not in extras:
             from seta.data import generic_corpus

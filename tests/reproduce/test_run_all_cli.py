@@ -1,0 +1,55 @@
+"""reproduce/run_all.py: bad input ends with a clear message and a non-zero exit; --dry-run plans memory."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    sys.path.insert(0, str(ROOT / "reproduce"))
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "reproduce" / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "seta,bogus"], "unknown method"),
+        (["--seeds", "a,b"], "comma-separated integers"),
+        (["--model", "/no/such/model"], "does not exist"),
+        (["--data-dir", "/no/such/dir"], "does not exist"),
+        (["--preset", "llama2-7b"], "needs --model"),
+        (["--preset", "nope"], "Invalid value"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_without_traceback(cli, args, message, tmp_path):
+    result = CliRunner().invoke(cli, args + ["--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_data_file_is_a_clear_error(cli, tmp_path):
+    from seta.data import synthetic_stream, write_trace
+
+    write_trace(synthetic_stream(seed=0, n_train=4, n_eval=2, n_test=2), tmp_path / "data")
+    (tmp_path / "data" / "FOMC" / "train.json").write_text('[{"prompt": "p", "answer": ')
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "--methods", "seta", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "train.json" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("preset", ["llama2-7b", "qwen3-4b"])
+def test_dry_run_prints_memory_plan(cli, preset):
+    result = CliRunner().invoke(cli, ["--preset", preset, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "base weights (NF4" in result.output
+    assert "one 80 GB GPU" in result.output and "two 24 GB GPUs" in result.output
