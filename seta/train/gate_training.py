@@ -77,6 +77,6 @@ def train_gate(router, t: int, features_t: torch.Tensor, cfg: GateTrainConfig, o
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     gate.eval()
     return losses
