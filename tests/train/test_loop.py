@@ -34,7 +34,7 @@ def test_every_strategy_runs_end_to_end(name, make_base, tok, tasks, tmp_path):
     assert any((tmp_path / "adapter").iterdir())
 
 
-@pytest.mark.parametrize("name", ["seta", "seqft-sparse", "o-lora"])
+@pytest.mark.parametrize("name", ["seta", "seqft-sparse", "ewc", "independent", "o-lora"])
 def test_resume_reaches_the_same_R(name, make_base, tok, tasks, tmp_path):
     full, _ = _run(name, make_base, tok, tasks, tmp_path / "full")
     _run(name, make_base, tok, tasks, tmp_path / "cut", stop_after=2)

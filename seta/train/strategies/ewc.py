@@ -37,12 +37,3 @@ class EWC(SparseBlocks):
         batches = (_tensors(b) for b in islice(probe_batches(), self.config.fisher_batches))
         self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.fisher_gamma)
         self.seta.set_task(t)
-
-    def state_dict(self) -> dict:
-        a = self.seta.anchors
-        return {**super().state_dict(), "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone())}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        a = self.seta.anchors
-        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])

@@ -86,7 +86,6 @@ class Seta(SparseBlocks):
     def state_dict(self) -> dict:
         r = self.seta.router
         return {**super().state_dict(),
-                "anchors": (self.seta.anchors.ids.clone(), self.seta.anchors.values.clone(), self.seta.anchors.fisher.clone()),
                 "router": (r.config_dict(), {k: v.clone() for k, v in r.tensors().items()}),
                 "old_gate": self.old_gate.state_dict() if getattr(self, "old_gate", None) is not None else None}
 
@@ -96,8 +95,6 @@ class Seta(SparseBlocks):
 
         cfg, tensors = state["router"]
         self.seta.router = Router.from_saved(cfg, tensors).to(self.seta.device)
-        a = self.seta.anchors
-        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])
         if state["old_gate"] is not None:
             self.old_gate = self.seta.router.gate.snapshot()
             self.old_gate.load_state_dict(state["old_gate"])

@@ -123,7 +123,9 @@ class SparseBlocks(Strategy):
         return curve
 
     def state_dict(self) -> dict:
-        return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone()}
+        a = self.seta.anchors
+        return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone(),
+                "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone())}
 
     def load_state_dict(self, state: dict) -> None:
         from seta.core.allocation import OwnershipRegistry
@@ -135,6 +137,8 @@ class SparseBlocks(Strategy):
         ids = self.seta.registry.allocated()
         self.seta.add_blocks(ids)
         self.seta.set_blocks(ids, state["blocks"])
+        a = self.seta.anchors
+        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])
 
     def save_adapter(self, out_dir) -> None:
         self.seta.save_pretrained(out_dir)
