@@ -40,20 +40,26 @@ def _annotate(ax, M: np.ndarray, fmt: str, vmax: float, dark_high: bool) -> None
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color="white" if dark else "black")
 
 
-def plot_r_heatmap(R, tasks: Sequence[str], path, title: str = "R") -> Path:
-    """Heatmap of R (n x n, 0-100): rows = after training task i, columns = evaluated task j."""
-    M = np.array([[_nan(v) for v in row] for row in R], dtype=np.float64)  # (n, n)
+def _task_heatmap(M, tasks, cmap, dark_high, xlabel, ylabel, title, title_size=None) -> Figure:
+    """An annotated (n x n, 0-100) task-by-task heatmap with a colour bar."""
     n = len(tasks)
     fig = Figure(figsize=(max(4.0, 1.5 + 0.6 * n), max(3.5, 1.2 + 0.6 * n)))
     ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(M), vmin=0, vmax=100, cmap="viridis")
-    _annotate(ax, M, ".0f", 100, dark_high=False)
+    im = ax.imshow(np.ma.masked_invalid(M), vmin=0, vmax=100, cmap=cmap)
+    _annotate(ax, M, ".0f", 100, dark_high=dark_high)
     ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), tasks, fontsize=8)
-    ax.set_xlabel("evaluated task")
-    ax.set_ylabel("after training task")
-    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
     fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def plot_r_heatmap(R, tasks: Sequence[str], path, title: str = "R") -> Path:
+    """Heatmap of R (n x n, 0-100): rows = after training task i, columns = evaluated task j."""
+    M = np.array([[_nan(v) for v in row] for row in R], dtype=np.float64)  # (n, n)
+    fig = _task_heatmap(M, tasks, "viridis", False, "evaluated task", "after training task", title)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -173,15 +179,7 @@ def plot_routing_confusion(confusion, tasks: Sequence[str], path, title: str = "
     totals = C.sum(axis=1, keepdims=True)
     P = np.divide(100 * C, totals, out=np.full_like(C, np.nan), where=totals > 0)
     acc = 100 * np.trace(C) / C.sum() if C.sum() > 0 else math.nan
-    fig = Figure(figsize=(max(4.0, 1.5 + 0.6 * n), max(3.5, 1.2 + 0.6 * n)))
-    ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(P), vmin=0, vmax=100, cmap="Blues")
-    _annotate(ax, P, ".0f", 100, dark_high=True)
-    ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), tasks, fontsize=8)
-    ax.set_xlabel("routed to expert of task")
-    ax.set_ylabel("true task")
-    ax.set_title(f"{title} (accuracy {acc:.1f}%)", fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig = _task_heatmap(P, tasks, "Blues", True, "routed to expert of task", "true task",
+                        f"{title} (accuracy {acc:.1f}%)", title_size=10)
     fig.tight_layout()
     return _save(fig, path)
