@@ -160,8 +160,6 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
             extras["ppl_base"] = perplexity(factory(), tokenizer, list(generic_corpus(seed).heldout))
         for name in names:
             click.echo(f"[seed {seed}] {name} ...")
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
             strategy = build_strategy(name, factory(), tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
             run_dir = out_dir / name / f"seed{seed}"
             trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from seta.train import distributed as dist
 from seta.train.batching import batches_of, encode_examples
 from seta.train.checkpoint import atomic_torch_save, load_checkpoint, rng_state, seed_everything, set_rng_state
 from seta.train.config import TrainConfig, save_json
+from seta.train.memory import PeakMemory
 from seta.train.strategies.base import Strategy
 
 log = logging.getLogger("seta.train")
@@ -72,12 +72,6 @@ class RunResult:
     @property
     def FWT(self) -> float:
         return continual_metrics(self.R, self.base_scores).FWT
-
-
-def _peak_mem_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
 
 
 class ContinualTrainer:
@@ -189,7 +183,16 @@ class ContinualTrainer:
 
     # -------------------------------------------------------------------- run
     def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None) -> RunResult:
-        """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume)."""
+        """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume).
+
+        ``peak_mem_mb`` of the result: the CUDA allocator's peak, or the process RSS peak sampled
+        during this call (``seta.train.memory.PeakMemory``)."""
+        with PeakMemory() as mem:
+            result = self._run(resume, base_scores, stop_after)
+        result.peak_mem_mb = mem.peak_mb
+        return result
+
+    def _run(self, resume, base_scores, stop_after) -> RunResult:
         n = len(self.tasks)
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_log()
@@ -252,7 +255,7 @@ class ContinualTrainer:
             method=self.strategy.name, tasks=[t.name for t in self.tasks], R=R, base_scores=base_scores,
             routing_acc=rl.accuracy(), routing_confusion=confusion,
             trainable_params=counts["trainable_params"], allocated_params=counts["allocated_params"],
-            wall_s=wall_s, peak_mem_mb=_peak_mem_mb(),
+            wall_s=wall_s,
             extra={**counts.get("extra", {}), "null_routed": sum(1 for b in rl.pred if b < 0)},
         )
 
