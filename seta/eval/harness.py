@@ -68,9 +68,13 @@ class RoutedLM(TemplateLM):
         self.model, self.tokenizer = model, tokenizer
         self.route, self.clear = route, clear
         self.batch_size, self.max_gen_toks, self.progress = batch_size, max_gen_toks, progress
-        cfg = model.config
-        self.max_length = max_length or getattr(cfg, "max_position_embeddings", None) or 2048
-        self._device = model.get_input_embeddings().weight.device
+        hf = next((m for m in model.modules() if hasattr(m, "get_input_embeddings")), None)  # wrappers hold one
+        if hf is None:
+            raise ValueError(f"{type(model).__name__} holds no HF model (no get_input_embeddings)")
+        self.max_length = max_length or getattr(hf.config, "max_position_embeddings", None)
+        if not self.max_length:
+            raise ValueError("the model's config has no max_position_embeddings: pass max_length")
+        self._device = hf.get_input_embeddings().weight.device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @property
