@@ -27,6 +27,7 @@ all its items scored (lm-eval's size-weighted group mean). Greedy decoding only.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +76,8 @@ class RoutedLM(TemplateLM):
         if not self.max_length:
             raise ValueError("the model's config has no max_position_embeddings: pass max_length")
         self._device = hf.get_input_embeddings().weight.device
+        # logits only for the positions scored (HF causal LMs since transformers 4.50; wrappers pass it on)
+        self._keep = any("logits_to_keep" in inspect.signature(m.forward).parameters for m in model.modules())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @property
@@ -128,12 +131,14 @@ class RoutedLM(TemplateLM):
                     ids[r, : len(x)] = torch.tensor(x)
                     mask[r, : len(x)] = 1
                 ids, mask = ids.to(self.device), mask.to(self.device)
+                kw = {"logits_to_keep": t - min(rows[i][1] for i in idx) + 1} if self._keep else {}
                 logits = self._routed([rows[i][0][: rows[i][1]] for i in idx],
-                                      lambda: self.model(input_ids=ids, attention_mask=mask).logits)  # (B, T, V)
+                                      lambda: self.model(input_ids=ids, attention_mask=mask, **kw).logits)  # (B, K, V)
+                off = t - logits.shape[1]  # logits hold the last K of the T positions
                 for r, i in enumerate(idx):
                     full, n_ctx = rows[i]
                     cont = torch.tensor(full[n_ctx:], device=logits.device)  # (C,)
-                    lp = F.log_softmax(logits[r, n_ctx - 1 : len(full) - 1].float(), dim=-1)  # (C, V)
+                    lp = F.log_softmax(logits[r, n_ctx - 1 - off : len(full) - 1 - off].float(), dim=-1)  # (C, V)
                     out[i] = (float(lp.gather(1, cont[:, None]).sum()), bool((lp.argmax(-1) == cont).all()))
         finally:
             self.model.train(was_training)

@@ -133,8 +133,13 @@ def test_batched_loglikelihood_matches_naive_reference_and_lm_eval_hflm(tok):
     from lm_eval.models.huggingface import HFLM
 
     model = build_tiny_model(tokenizer=tok)
+    kept = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: kept.append((kw["input_ids"].shape[1], kw.get("logits_to_keep"))),
+                                           with_kwargs=True)
     lm = RoutedLM(model, tok, batch_size=3, max_length=48, progress=False)  # the long context is truncated
     got = lm.loglikelihood(instances("loglikelihood", REQUESTS), disable_tqdm=True)
+    hook.remove()
+    assert len(kept) == 2 and all(k is not None and k < t for t, k in kept)  # logits of the scored positions only
     for (ctx, cont), (ll, greedy) in zip(REQUESTS, got):
         ref_ll, ref_greedy = naive_loglikelihood(model, tok, ctx, cont, 48)
         assert ll == pytest.approx(ref_ll, abs=1e-4) and greedy == ref_greedy
