@@ -100,7 +100,7 @@ def _general_ability(model, tokenizer, data, cfg: Preset, progress: bool, strate
     route, clear = _strategy_route(strategy) if strategy is not None else (None, None)
     # tiny models rarely stop on their own: cap generation at the preset's answer length
     max_gen = None if cfg.needs_model_path else cfg.train.max_new_tokens
-    res = general_ability_details(model, tokenizer, data, tuple(data), route=route, clear=clear, progress=progress,
+    res = general_ability_details(model, tokenizer, data, route=route, clear=clear, progress=progress,
                                   batch_size=cfg.train.eval_batch_size, max_gen_toks=max_gen)
     return {b: {"score": r.score, "metric": r.metric, "n": r.n, "subsets": r.subsets, **r.other} for b, r in res.items()}
 

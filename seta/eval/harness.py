@@ -300,14 +300,16 @@ def _subset(root: Path, benchmark: str, name: str, folder: Path, k: int) -> Subs
     docs = _check(*got, benchmark)
     if not docs:
         raise ValueError(f"{got[1]} holds no items; remove the folder or fill it")
-    shots, description = [], ""
+    stock = _stock_bbh(name) if benchmark == "bbh" else None
+    description = stock[1] if stock else ""
+    if benchmark == "mmlu":
+        description = f"The following are multiple choice questions (with answers) about {name.replace('_', ' ')}.\n\n"
+    shots = []
     got = _read_split(folder, shot_split) if k > 0 else None
     if got is not None:
         shots = _check(*got, benchmark)
-    elif k > 0 and benchmark == "bbh" and (stock := _stock_bbh(name)) is not None:
-        shots, description = _check(stock[0], Path(f"lm_eval bbh_fewshot_{name}"), "bbh"), stock[1]
-    if benchmark == "mmlu":
-        description = f"The following are multiple choice questions (with answers) about {name.replace('_', ' ')}.\n\n"
+    elif k > 0 and stock is not None:
+        shots = _check(stock[0], Path(f"lm_eval bbh_fewshot_{name}"), "bbh")
     if len(shots) < k:
         raise ValueError(f"{benchmark}/{name} has {len(shots)} few-shot examples, {k} wanted: add "
                          f"{folder / (shot_split + '.jsonl')} with at least {k} items, or use fewer shots")
@@ -399,21 +401,32 @@ class BenchmarkScore:
     """Other metrics over the same items (0-100): PIQA's ``acc``."""
 
 
-def general_ability_details(model, tokenizer, data, tasks: Sequence[str] = BENCHMARKS, *, route: Route | None = None,
+def general_ability_details(model, tokenizer, data, tasks: Sequence[str] | None = None, *, route: Route | None = None,
                             clear: Callable[[], None] | None = None, limit: int | None = None, batch_size: int = 8,
                             num_fewshot: Mapping[str, int] | None = None, max_gen_toks: int | None = None,
                             max_length: int | None = None, progress: bool = True) -> dict[str, BenchmarkScore]:
-    """Score ``model`` on the benchmarks in ``data`` (a directory, or `load_general_data`'s result)."""
+    """Score ``model`` on ``tasks`` (default: all three, or all in ``data``) of ``data``: a directory, or
+    `load_general_data`'s result (then ``limit`` and the few-shot counts were fixed when loading it).
+
+    route/clear: called around every forward and ``generate`` (see `RoutedLM`); limit: items per
+    benchmark; num_fewshot: overrides of `DEFAULT_FEWSHOT`; max_gen_toks: BBH generation cap (256);
+    max_length: prompt + continuation tokens (default the model's max_position_embeddings).
+    """
     from lm_eval.tasks import TaskManager
 
     shots = {**DEFAULT_FEWSHOT, **(num_fewshot or {})}
     if not isinstance(data, Mapping):
-        data = load_general_data(data, tasks, limit=limit, num_fewshot=shots)
+        data = load_general_data(data, tasks or BENCHMARKS, limit=limit, num_fewshot=shots)
     elif limit is not None:
         raise ValueError("limit applies while loading: pass it to load_general_data, or pass a directory")
+    tasks = tuple(tasks or data)
     missing = [t for t in tasks if t not in data]
     if missing:
         raise ValueError(f"benchmark(s) {missing} were not loaded; pass them to load_general_data")
+    short = [f"{t}/{s.name}" for t in tasks for s in data[t] if len(s.fewshot_docs) < shots[t]]
+    if short:
+        raise ValueError(f"{short[:3]} hold fewer few-shot examples than {({t: shots[t] for t in tasks})}: "
+                         "load the data with the same num_fewshot")
     lm = RoutedLM(model, tokenizer, route=route, clear=clear, batch_size=batch_size, max_length=max_length,
                   progress=progress, **({"max_gen_toks": max_gen_toks} if max_gen_toks else {}))
     log = logging.getLogger("lm_eval")
@@ -441,6 +454,6 @@ def general_ability_details(model, tokenizer, data, tasks: Sequence[str] = BENCH
     return out
 
 
-def general_ability(model, tokenizer, data, tasks: Sequence[str] = BENCHMARKS, **kwargs) -> dict[str, float]:
+def general_ability(model, tokenizer, data, tasks: Sequence[str] | None = None, **kwargs) -> dict[str, float]:
     """Score per benchmark (0-100): MMLU acc, BBH exact match, PIQA acc_norm; see `general_ability_details`."""
     return {k: v.score for k, v in general_ability_details(model, tokenizer, data, tasks, **kwargs).items()}

@@ -249,3 +249,13 @@ def test_missing_directory_and_unknown_benchmark(tmp_path):
         load_general_data(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="unknown benchmark"):
         load_general_data(tmp_path, ("mmlu", "hellaswag"))
+
+
+def test_preloaded_data_keeps_its_limit_and_shots(tok, fixture_dir):
+    root, _ = fixture_dir
+    data = load_general_data(root, ("bbh",), num_fewshot={"bbh": 0})  # no exemplars loaded
+    model = build_tiny_model(tokenizer=tok)
+    with pytest.raises(ValueError, match="fewer few-shot examples"):
+        general_ability(model, tok, data)  # 3-shot BBH by default
+    with pytest.raises(ValueError, match="limit applies while loading"):
+        general_ability(model, tok, data, num_fewshot={"bbh": 0}, limit=2)
