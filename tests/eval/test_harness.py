@@ -259,3 +259,17 @@ def test_preloaded_data_keeps_its_limit_and_shots(tok, fixture_dir):
         general_ability(model, tok, data)  # 3-shot BBH by default
     with pytest.raises(ValueError, match="limit applies while loading"):
         general_ability(model, tok, data, num_fewshot={"bbh": 0}, limit=2)
+
+
+def test_seta_eval_imports_no_model_or_training_layer():
+    """Layering: seta/eval uses seta.core at most (routing comes in as callables)."""
+    import ast
+    from pathlib import Path
+
+    import seta.eval
+
+    for path in Path(seta.eval.__path__[0]).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(("seta.models", "seta.train", "seta.data")) for n in names), (path.name, names)
