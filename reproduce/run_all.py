@@ -93,15 +93,14 @@ def _strategy_route(strategy):
     return route, strategy.clear_route
 
 
-def _general_ability(model, tokenizer, data, cfg: Preset, progress: bool, strategy=None) -> dict:
-    """MMLU/BBH/PIQA scores through lm-evaluation-harness, routed the way the method routes."""
+def _general_ability(model, tokenizer, data, cfg: Preset, progress: bool, strategy=None, max_gen_toks=None) -> dict:
+    """MMLU/BBH/PIQA scores through lm-evaluation-harness, routed the way the method routes.
+    max_gen_toks: BBH generation cap (None: lm-eval's 256)."""
     from seta.eval.harness import general_ability_details
 
     route, clear = _strategy_route(strategy) if strategy is not None else (None, None)
-    # tiny models rarely stop on their own: cap generation at the preset's answer length
-    max_gen = None if cfg.needs_model_path else cfg.train.max_new_tokens
     res = general_ability_details(model, tokenizer, data, route=route, clear=clear, progress=progress,
-                                  batch_size=cfg.train.eval_batch_size, max_gen_toks=max_gen)
+                                  batch_size=cfg.train.eval_batch_size, max_gen_toks=max_gen_toks)
     return {b: {"score": r.score, "metric": r.metric, "n": r.n, "subsets": r.subsets, **r.other} for b, r in res.items()}
 
 
@@ -219,6 +218,7 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
         tasks = _load_stream(cfg, data_dir, seed)
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
+        gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
         need_ppl = model_path is None and "ppl_base" not in extras
         if need_ppl or general is not None:
             base = factory()
@@ -229,8 +229,11 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
                 extras["ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
             if general is not None:
                 click.echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
-                extras.setdefault("general_base", []).append(_general_ability(base, tokenizer, general, cfg, progress))
+                scores = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
+                extras.setdefault("general_base", []).append(scores)
             del base
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         for name in names:
             click.echo(f"[seed {seed}] {name} ...")
             if torch.cuda.is_available():
@@ -246,7 +249,8 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
             if model_path is None:
                 res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
             if general is not None:
-                res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress, strategy)
+                res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress,
+                                                                strategy, gen_cap)
             res.extra["base_scores"] = base_scores
             if name == "seta" and seed == seeds[0]:
                 extras["block_map"] = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
