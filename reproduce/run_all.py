@@ -4,6 +4,7 @@
     python reproduce/run_all.py --quick              # a smoke run of every method
     python reproduce/run_all.py --preset llama2-7b --model PATH --data-dir TRACE_DIR
     python reproduce/run_all.py --preset qwen3-4b --dry-run   # memory plan only
+    python reproduce/run_all.py ... --general-data DIR      # + MMLU/BBH/PIQA through lm-eval, before and after
 """
 
 from __future__ import annotations
@@ -83,6 +84,43 @@ def _heldout_ppl(strategy, tokenizer, seed: int) -> float:
     return perplexity(Routed(), tokenizer, texts)
 
 
+def _strategy_route(strategy):
+    """(route, clear) callbacks for the harness: the method routes each prompt batch as at inference,
+    without the task id (``strategy.route(inputs, -1)``), and ``clear_route`` undoes it."""
+    def route(input_ids, attention_mask):
+        strategy.route({"input_ids": input_ids, "attention_mask": attention_mask}, -1)
+
+    return route, strategy.clear_route
+
+
+def _general_ability(model, tokenizer, data, cfg: Preset, progress: bool, strategy=None, max_gen_toks=None) -> dict:
+    """MMLU/BBH/PIQA scores through lm-evaluation-harness, routed the way the method routes.
+    max_gen_toks: BBH generation cap (None: lm-eval's 256)."""
+    from seta.eval.harness import general_ability_details
+
+    route, clear = _strategy_route(strategy) if strategy is not None else (None, None)
+    res = general_ability_details(model, tokenizer, data, route=route, clear=clear, progress=progress,
+                                  batch_size=cfg.train.eval_batch_size, max_gen_toks=max_gen_toks)
+    return {b: {"score": r.score, "metric": r.metric, "n": r.n, "subsets": r.subsets, **r.other} for b, r in res.items()}
+
+
+def _general_table(harness: dict) -> str:
+    """Markdown table of the harness scores (mean over seeds), base first."""
+    import numpy as np
+
+    tasks = harness["tasks"]
+    first = harness["base"][0]
+    head = " | ".join(f"{t.upper()} {first[t]['metric']} (n={first[t]['n']})" for t in tasks)
+    rows = [("base", harness["base"])] + list(harness["after"].items())
+    shots = ", ".join(f"{t} {harness['num_fewshot'][t]}" for t in tasks)
+    lines = ["## General ability (lm-evaluation-harness)", "",
+             f"Few-shot: {shots}; scores 0-100, mean over seeds; methods routed as at inference (no task id).", "",
+             f"| Model | {head} |", "|---|" + "---:|" * len(tasks)]
+    for name, runs in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean([r[t]['score'] for r in runs]):.1f}" for t in tasks) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def dry_run(preset: Preset) -> None:
     """Build the architecture on the meta device and print the memory plan."""
     from memory_plan import memory_plan
@@ -98,11 +136,19 @@ def dry_run(preset: Preset) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory (default results/<preset>).")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Local HF model directory (paper presets).")
 @click.option("--data-dir", type=click.Path(), default=None, help="TRACE-format data directory (any preset).")
+@click.option("--general-data", type=click.Path(), default=None,
+              help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
+                   "lm-evaluation-harness for the base and after each method's stream.")
+@click.option("--general-tasks", default="mmlu,bbh,piqa", show_default=True,
+              help="Comma-separated benchmarks of --general-data to run.")
+@click.option("--general-limit", type=click.IntRange(min=1), default=None,
+              help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
 @click.option("--resume", is_flag=True, help="Continue each method from its last finished task.")
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def main(preset, methods, seeds, out, model_path, data_dir, resume, quick, dry_run, no_progress):
+def main(preset, methods, seeds, out, model_path, data_dir, general_data, general_tasks, general_limit, resume, quick,
+         dry_run, no_progress):
     """Reproduce SETA and the baselines on one stream; write an honest report."""
     cfg = PRESETS[preset]
     if quick:
@@ -128,14 +174,33 @@ def main(preset, methods, seeds, out, model_path, data_dir, resume, quick, dry_r
         raise click.UsageError(f"--preset {cfg.name} needs --model PATH (a local HF model directory) and --data-dir PATH")
     if cfg.needs_model_path and data_dir is None:
         raise click.UsageError(f"--preset {cfg.name} needs --data-dir pointing at a TRACE-format directory")
+    general = _load_general(general_data, general_tasks, general_limit)
     out_dir = Path(out or f"results/{cfg.name}")
     try:
-        run(cfg, names, seed_list, out_dir, model_path, data_dir, resume, not no_progress)
+        run(cfg, names, seed_list, out_dir, model_path, data_dir, resume, not no_progress, general)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err))
 
 
-def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool):
+def _load_general(path, tasks: str, limit):
+    """Read and check --general-data before any training, so that a bad file costs seconds, not hours."""
+    if path is None:
+        if limit is not None:
+            raise click.UsageError("--general-limit needs --general-data")
+        return None
+    if not Path(path).is_dir():
+        raise click.BadParameter(f"general-ability directory {path} does not exist", param_hint="--general-data")
+    try:
+        from seta.eval.harness import load_general_data
+    except ImportError as err:
+        raise click.UsageError(str(err))
+    try:
+        return load_general_data(path, [t.strip() for t in tasks.split(",") if t.strip()], limit=limit)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err))
+
+
+def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None):
     from seta.data import build_tiny_tokenizer
     from seta.eval.report import BlockMap, GrowthCurve, MethodResult, write_report
     from seta.models import load_tokenizer
@@ -153,11 +218,22 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
         tasks = _load_stream(cfg, data_dir, seed)
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
-        if model_path is None and "ppl_base" not in extras:
-            from seta.data import generic_corpus
-            from seta.train.pretrain import perplexity
+        gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
+        need_ppl = model_path is None and "ppl_base" not in extras
+        if need_ppl or general is not None:
+            base = factory()
+            if need_ppl:
+                from seta.data import generic_corpus
+                from seta.train.pretrain import perplexity
 
-            extras["ppl_base"] = perplexity(factory(), tokenizer, list(generic_corpus(seed).heldout))
+                extras["ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
+            if general is not None:
+                click.echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
+                scores = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
+                extras.setdefault("general_base", []).append(scores)
+            del base
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         for name in names:
             click.echo(f"[seed {seed}] {name} ...")
             strategy = build_strategy(name, factory(), tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
@@ -170,6 +246,9 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
             strategy.save_adapter(run_dir / "adapter")
             if model_path is None:
                 res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
+            if general is not None:
+                res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress,
+                                                                strategy, gen_cap)
             res.extra["base_scores"] = base_scores
             if name == "seta" and seed == seeds[0]:
                 extras["block_map"] = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
@@ -197,8 +276,17 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
     files = write_report(out_dir, cfg.name, [t.name for t in tasks], seeds, methods, growth=growth, block_map=extras.get("block_map"))
     ppl = {n: [r.extra.get("heldout_ppl_after") for r in runs] for n, runs in results.items()}
     ability = {"heldout_ppl_base": extras.get("ppl_base"), "heldout_ppl_after": ppl, "growth_ratio": extras.get("growth_ratio")}
-    (out_dir / "general_ability.json").write_text(json.dumps(ability, indent=1))
     click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
+    if general is not None:
+        from seta.eval.harness import DEFAULT_FEWSHOT
+
+        ability["harness"] = {"tasks": list(general), "num_fewshot": {t: DEFAULT_FEWSHOT[t] for t in general},
+                              "base": extras["general_base"],
+                              "after": {n: [r.extra["general_ability"] for r in runs] for n, runs in results.items()}}
+        table = _general_table(ability["harness"])
+        with open(out_dir / "summary.md", "a") as f:
+            f.write("\n" + table)
+    (out_dir / "general_ability.json").write_text(json.dumps(ability, indent=1))
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"wrote {files}")
 

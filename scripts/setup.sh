@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up: a virtual environment in .venv with everything the package,
-# its tests and the baselines need. torch 2.13.0 (CPU build) is installed first so
+# its tests, the baselines and lm-evaluation-harness need. torch 2.13.0 (CPU build) is installed first so
 # that pip never resolves torch to a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -28,6 +28,9 @@ def cli():
         (["--data-dir", "/no/such/dir"], "does not exist"),
         (["--preset", "llama2-7b"], "needs --model"),
         (["--preset", "nope"], "Invalid value"),
+        (["--general-data", "/no/such/dir"], "does not exist"),
+        (["--general-limit", "3"], "--general-limit needs --general-data"),
+        (["--general-limit", "0"], "Invalid value"),
     ],
 )
 def test_bad_arguments_exit_non_zero_without_traceback(cli, args, message, tmp_path):
@@ -53,3 +56,17 @@ def test_dry_run_prints_memory_plan(cli, preset):
     assert result.exit_code == 0, result.output
     assert "base weights (NF4" in result.output
     assert "one 80 GB GPU" in result.output and "two 24 GB GPUs" in result.output
+
+
+@pytest.mark.parametrize("tasks, message", [("mmlu,bbh,piqa", "validation.jsonl"), ("mmlu,hellaswag", "unknown benchmark")])
+def test_bad_general_data_fails_before_training(cli, tmp_path, tasks, message):
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from harness_data import write_general_ability_fixture
+
+    write_general_ability_fixture(tmp_path / "general")
+    (tmp_path / "general" / "piqa" / "validation.jsonl").write_text('{"goal": "g"}\n')
+    result = CliRunner().invoke(cli, ["--quick", "--general-data", str(tmp_path / "general"), "--general-tasks", tasks,
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # nothing was trained

@@ -1,0 +1,459 @@
+"""General ability through lm-evaluation-harness: MMLU, BBH and PIQA from local files, routed.
+
+`RoutedLM` is an lm-eval model over an already-loaded HF causal LM whose optional
+``route(input_ids, attention_mask)`` callback runs before every forward or ``generate``
+and ``clear()`` after it, so that a method's routing (SETA's gate, an adapter, nothing for
+the base) is inside the forward. The route sees the prompt only, left-padded (B, T), with
+B the rows of the forward that follows: for a log-likelihood row the context without the
+continuation scored (every choice of a question is scored under the same route), for
+generation the prompt (the route is held while decoding).
+
+`general_ability` builds lm-eval tasks over local files and returns a score per benchmark
+(0-100). Expected layout (``.jsonl``; ``.json`` arrays, ``.parquet``, ``<split>-*.parquet``
+shards and ``datasets.save_to_disk`` folders are read too)::
+
+    DIR/mmlu/<subject>/dev.jsonl, test.jsonl   {"question": str, "choices": [4 str], "answer": 0-3 or "A"-"D"}
+    DIR/bbh/<subtask>/test.jsonl                {"input": str, "target": str}
+    DIR/bbh/<subtask>/fewshot.jsonl             optional exemplars, same fields
+    DIR/piqa/validation.jsonl, train.jsonl      {"goal": str, "sol1": str, "sol2": str, "label": 0 or 1}
+
+MMLU subjects named ``all`` and ``auxiliary_train`` (in cais/mmlu's export) are skipped.
+Prompts follow lm-eval's stock tasks ``mmlu`` (5-shot from dev), ``bbh_fewshot`` (3-shot,
+direct answer; exemplars from ``fewshot.jsonl``, else the stock task's three) and ``piqa``
+(0-shot on validation). Metrics: MMLU acc, BBH exact match after stripping surrounding
+whitespace, PIQA acc_norm (acc kept in the details). A benchmark's score is the mean over
+all its items scored (lm-eval's size-weighted group mean). Greedy decoding only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from seta.eval.generate import cut_at_stop, left_pad
+
+try:
+    import lm_eval
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError("seta.eval.harness needs lm-evaluation-harness: pip install 'seta[harness]'") from err
+
+BENCHMARKS = ("mmlu", "bbh", "piqa")
+DEFAULT_FEWSHOT = {"mmlu": 5, "bbh": 3, "piqa": 0}
+HEADLINE = {"mmlu": "acc", "bbh": "exact_match", "piqa": "acc_norm"}
+SPLITS = {"mmlu": ("test", "dev"), "bbh": ("test", "fewshot"), "piqa": ("validation", "train")}  # (scored, shots)
+MMLU_PROMPT = "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
+BBH_STOP = ["</s>", "Q", "\n\n"]  # the stock bbh_fewshot stop strings
+Route = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class RoutedLM(TemplateLM):
+    """lm-eval LM over a loaded HF causal LM, with ``route``/``clear`` around every forward."""
+
+    def __init__(self, model, tokenizer, *, route: Route | None = None, clear: Callable[[], None] | None = None,
+                 batch_size: int = 8, max_length: int | None = None, max_gen_toks: int = 256, progress: bool = True):
+        super().__init__()
+        if batch_size < 1 or max_gen_toks < 1:
+            raise ValueError(f"batch_size and max_gen_toks must be >= 1, got {batch_size} and {max_gen_toks}")
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos token: lm-eval needs one to condition empty contexts")
+        self.model, self.tokenizer = model, tokenizer
+        self.route, self.clear = route, clear
+        self.batch_size, self.max_gen_toks, self.progress = batch_size, max_gen_toks, progress
+        hf = next((m for m in model.modules() if hasattr(m, "get_input_embeddings")), None)  # wrappers hold one
+        if hf is None:
+            raise ValueError(f"{type(model).__name__} holds no HF model (no get_input_embeddings)")
+        self.max_length = max_length or getattr(hf.config, "max_position_embeddings", None)
+        if not self.max_length:
+            raise ValueError("the model's config has no max_position_embeddings: pass max_length")
+        self._device = hf.get_input_embeddings().weight.device
+        # logits only for the positions scored (HF causal LMs since transformers 4.50; wrappers pass it on)
+        self._keep = any("logits_to_keep" in inspect.signature(m.forward).parameters for m in model.modules())
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return self.eot_token_id if bos is None else bos
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        if add_special_tokens is None:  # the tokenizer's default (a bos for Llama), unless already there
+            bos = self.tokenizer.bos_token
+            add_special_tokens = not (bos and string.startswith(bos))
+        return list(self.tokenizer(string, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def _routed(self, prompts: list[list[int]], call: Callable[[], torch.Tensor]):
+        """route(left-padded prompts) -> call() -> clear(), with the model in eval mode."""
+        if self.route is not None:
+            p = left_pad(prompts, self.pad_id)
+            self.route(p["input_ids"].to(self.device), p["attention_mask"].to(self.device))
+        try:
+            with torch.no_grad():
+                return call()
+        finally:
+            if self.clear is not None:
+                self.clear()
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        """(sum of log p(continuation | context), continuation is the greedy one) per request."""
+        rows = []
+        for _, ctx, cont in requests:
+            if not 0 < len(cont) <= self.max_length:
+                raise ValueError(f"a continuation of {len(cont)} tokens does not fit the model's {self.max_length}")
+            full = (list(ctx) + list(cont))[-(self.max_length + 1):]  # left-truncated
+            rows.append((full, len(full) - len(cont)))  # (tokens, how many of them are context)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        out: list[tuple[float, bool] | None] = [None] * len(rows)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for s in tqdm(range(0, len(order), self.batch_size), desc="loglikelihood",
+                          disable=disable_tqdm or not self.progress, leave=False):
+                idx = order[s : s + self.batch_size]
+                inps = [rows[i][0][:-1] for i in idx]
+                t = max(len(x) for x in inps)
+                ids = torch.full((len(idx), t), self.pad_id, dtype=torch.long)  # (B, T) right-padded
+                mask = torch.zeros((len(idx), t), dtype=torch.long)  # (B, T)
+                for r, x in enumerate(inps):
+                    ids[r, : len(x)] = torch.tensor(x)
+                    mask[r, : len(x)] = 1
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                kw = {"logits_to_keep": t - min(rows[i][1] for i in idx) + 1} if self._keep else {}
+                logits = self._routed([rows[i][0][: rows[i][1]] for i in idx],
+                                      lambda: self.model(input_ids=ids, attention_mask=mask, **kw).logits)  # (B, K, V)
+                off = t - logits.shape[1]  # logits hold the last K of the T positions
+                for r, i in enumerate(idx):
+                    full, n_ctx = rows[i]
+                    cont = torch.tensor(full[n_ctx:], device=logits.device)  # (C,)
+                    lp = F.log_softmax(logits[r, n_ctx - 1 - off : len(full) - 1 - off].float(), dim=-1)  # (C, V)
+                    out[i] = (float(lp.gather(1, cont[:, None]).sum()), bool((lp.argmax(-1) == cont).all()))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Log-likelihood of whole strings in disjoint windows of the model's length."""
+        out = []
+        for (string,) in [r.args for r in requests]:
+            tokens = self.tok_encode(string, add_special_tokens=False)
+            windows = get_rolling_token_windows(token_list=tokens, prefix_token=self.prefix_token_id,
+                                                max_seq_len=self.max_length, context_len=1)
+            reqs = [(None, c, t) for c, t in map(make_disjoint_window, windows)]
+            out.append(sum(s for s, _ in self._loglikelihood_tokens(reqs, disable_tqdm=True)))
+        return out
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy continuations cut at the request's ``until`` strings (and the eos token)."""
+        out: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(json.dumps(r.args[1], sort_keys=True, default=str), []).append(i)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for idxs in groups.values():
+                kw = dict(requests[idxs[0]].args[1])
+                until = kw.pop("until", None) or []
+                until = [until] if isinstance(until, str) else [u for u in until if u]
+                max_new = int(kw.pop("max_gen_toks", self.max_gen_toks))
+                if kw.pop("do_sample", False) or float(kw.pop("temperature", 0.0) or 0.0) > 0:
+                    raise ValueError("RoutedLM decodes greedily only: set do_sample false / temperature 0")
+                if max_new >= self.max_length:
+                    raise ValueError(f"max_gen_toks {max_new} leaves no room for a prompt in {self.max_length} tokens")
+                ctxs = {i: self.tok_encode(requests[i].args[0])[-(self.max_length - max_new):] for i in idxs}
+                order = sorted(idxs, key=lambda i: -len(ctxs[i]))
+                for s in tqdm(range(0, len(order), self.batch_size), desc="generate_until",
+                              disable=disable_tqdm or not self.progress, leave=False):
+                    idx = order[s : s + self.batch_size]
+                    prompts = [ctxs[i] for i in idx]
+                    inputs = {k: v.to(self.device) for k, v in left_pad(prompts, self.pad_id).items()}
+                    stop = {"stop_strings": until, "tokenizer": self.tokenizer} if until else {}
+                    gen = self._routed(prompts, lambda: self.model.generate(
+                        **inputs, do_sample=False, max_new_tokens=max_new, pad_token_id=self.pad_id,
+                        eos_token_id=self.eot_token_id, **stop, **kw))  # (B, T + new)
+                    for i, toks in zip(idx, gen[:, inputs["input_ids"].shape[1]:].tolist()):
+                        text = self.tokenizer.decode(cut_at_stop(toks, {self.eot_token_id}), skip_special_tokens=True)
+                        for u in until:
+                            text = text.split(u)[0]
+                        out[i] = text
+        finally:
+            self.model.train(was_training)
+        return out
+
+
+# ------------------------------------------------------------------------------------- local data
+@dataclass(frozen=True)
+class Subset:
+    """One lm-eval task's data: an MMLU subject, a BBH subtask, or PIQA."""
+
+    benchmark: str
+    name: str
+    eval_docs: list
+    fewshot_docs: list = field(default_factory=list)
+    description: str = ""
+
+
+def _read_file(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:
+            raise ValueError(f"{path}: not a readable parquet file ({err}); re-export it") from err
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno}); "
+                             "give a JSON array of objects") from err
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON array of objects, got {type(rows).__name__}")
+        return rows
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg}); each line must be one JSON object") from err
+    return rows
+
+
+def _read_split(folder: Path, split: str) -> tuple[list[dict], Path] | None:
+    """Rows of ``split`` in ``folder`` and the file they came from, or None if absent."""
+    for name in (f"{split}.jsonl", f"{split}.json", f"{split}.parquet"):
+        if (folder / name).is_file():
+            return _read_file(folder / name), folder / name
+    shards = sorted(folder.glob(f"{split}-*.parquet"))
+    if shards:
+        return [r for s in shards for r in _read_file(s)], shards[0]
+    if (folder / "dataset_dict.json").is_file():
+        import datasets
+
+        dd = datasets.load_from_disk(str(folder))
+        return (dd[split].to_list(), folder / split) if split in dd else None
+    return None
+
+
+def _check(rows: list, where: Path, benchmark: str) -> list[dict]:
+    """Validated, normalised rows of one file (errors name the file and the item)."""
+    need = {"mmlu": "question, choices (4 strings), answer (0-3 or A-D)", "bbh": "input, target (strings)",
+            "piqa": "goal, sol1, sol2 (strings), label (0 or 1)"}[benchmark]
+    out = []
+    for n, r in enumerate(rows, 1):
+        bad = ValueError(f"{where}: item {n} is malformed for {benchmark}; each item needs {need}, got {str(r)[:200]}")
+        if not isinstance(r, dict):
+            raise bad
+        try:
+            if benchmark == "mmlu":
+                ans = r["answer"]
+                ans = "ABCD".index(ans) if isinstance(ans, str) and ans in ("A", "B", "C", "D") else int(ans)
+                choices = [str(c) for c in r["choices"]]
+                ok = isinstance(r["question"], str) and len(choices) == 4 and 0 <= ans < 4
+                r = {"question": r["question"], "choices": choices, "answer": ans}
+            elif benchmark == "bbh":
+                ok = isinstance(r["input"], str) and isinstance(r["target"], (str, int))
+                r = {"input": r["input"], "target": str(r["target"])}
+            else:
+                ok = all(isinstance(r[k], str) for k in ("goal", "sol1", "sol2")) and int(r["label"]) in (0, 1)
+                r = {"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": int(r["label"])}
+        except (KeyError, TypeError, ValueError):
+            raise bad from None
+        if not ok:
+            raise bad
+        out.append(r)
+    return out
+
+
+def _stock_bbh(subtask: str) -> tuple[list[dict], str] | None:
+    """The stock bbh_fewshot task's exemplars and description for one of BBH's 27 subtasks."""
+    import yaml
+
+    path = Path(lm_eval.__file__).parent / "tasks" / "bbh" / "fewshot" / f"{subtask}.yaml"
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text())
+    return cfg["fewshot_config"]["samples"], cfg.get("description", "")
+
+
+def _subset(root: Path, benchmark: str, name: str, folder: Path, k: int) -> Subset:
+    eval_split, shot_split = SPLITS[benchmark]
+    got = _read_split(folder, eval_split)
+    if got is None:
+        raise FileNotFoundError(f"{folder / (eval_split + '.jsonl')} is missing: {benchmark} needs its {eval_split} "
+                                f"split there (see seta.eval.harness for the layout under {root})")
+    docs = _check(*got, benchmark)
+    if not docs:
+        raise ValueError(f"{got[1]} holds no items; remove the folder or fill it")
+    stock = _stock_bbh(name) if benchmark == "bbh" else None
+    description = stock[1] if stock else ""
+    if benchmark == "mmlu":
+        description = f"The following are multiple choice questions (with answers) about {name.replace('_', ' ')}.\n\n"
+    shots = []
+    got = _read_split(folder, shot_split) if k > 0 else None
+    if got is not None:
+        shots = _check(*got, benchmark)
+    elif k > 0 and stock is not None:
+        shots = _check(stock[0], Path(f"lm_eval bbh_fewshot_{name}"), "bbh")
+    if len(shots) < k:
+        raise ValueError(f"{benchmark}/{name} has {len(shots)} few-shot examples, {k} wanted: add "
+                         f"{folder / (shot_split + '.jsonl')} with at least {k} items, or use fewer shots")
+    return Subset(benchmark, name, docs, shots, description)
+
+
+def load_general_data(data_dir, tasks: Sequence[str] = BENCHMARKS, *, limit: int | None = None,
+                      num_fewshot: Mapping[str, int] | None = None) -> dict[str, list[Subset]]:
+    """Read and validate the benchmarks under ``data_dir``; ``limit`` caps the items per benchmark,
+    spread evenly over its subsets (the first items of each)."""
+    unknown = [t for t in tasks if t not in BENCHMARKS]
+    if unknown or not tasks:
+        raise ValueError(f"unknown benchmark(s) {unknown or '(none given)'}; choose from {', '.join(BENCHMARKS)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    shots = {**DEFAULT_FEWSHOT, **(num_fewshot or {})}
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"general-ability data directory {root} does not exist: lay out "
+                                f"{', '.join(f'{root}/{t}/' for t in tasks)} as described in seta.eval.harness")
+    data = {}
+    for bench in tasks:
+        folder = root / bench
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} does not exist: export {bench} there (see seta.eval.harness), "
+                                    f"or leave {bench} out of the benchmarks")
+        if bench == "piqa":
+            subsets = [_subset(root, bench, "piqa", folder, shots[bench])]
+        else:
+            dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                          and not (bench == "mmlu" and d.name in ("all", "auxiliary_train")))
+            if not dirs:
+                sub = "<subject>/test.jsonl" if bench == "mmlu" else "<subtask>/test.jsonl"
+                raise FileNotFoundError(f"{folder} has no subset folders: expected {folder}/{sub}")
+            subsets = [_subset(root, bench, d.name, d, shots[bench]) for d in dirs]
+        if limit is not None:
+            quota, left = [0] * len(subsets), limit
+            while left and any(q < len(s.eval_docs) for q, s in zip(quota, subsets)):
+                for j, s in enumerate(subsets):
+                    if left and quota[j] < len(s.eval_docs):
+                        quota[j], left = quota[j] + 1, left - 1
+            subsets = [Subset(s.benchmark, s.name, s.eval_docs[:q], s.fewshot_docs, s.description)
+                       for s, q in zip(subsets, quota) if q]
+        data[bench] = subsets
+    return data
+
+
+# ------------------------------------------------------------------------------------- lm-eval tasks
+def _task(s: Subset, k: int, max_gen_toks: int | None):
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    splits = {"eval": datasets.Dataset.from_list(s.eval_docs)}
+    if s.fewshot_docs:
+        splits["shots"] = datasets.Dataset.from_list(s.fewshot_docs)
+    cfg = dict(task=f"{s.benchmark}_{s.name}", custom_dataset=lambda **_: datasets.DatasetDict(splits),
+               test_split="eval", num_fewshot=k, description=s.description, metadata={"version": 1.0})
+    mean = lambda m: {"metric": m, "aggregation": "mean", "higher_is_better": True}  # noqa: E731
+    if s.benchmark == "mmlu":
+        cfg.update(output_type="multiple_choice", doc_to_choice=["A", "B", "C", "D"], doc_to_target="answer",
+                   doc_to_text=MMLU_PROMPT,
+                   metric_list=[mean("acc")])
+    elif s.benchmark == "piqa":
+        cfg.update(output_type="multiple_choice", doc_to_text="Question: {{goal}}\nAnswer:", doc_to_target="label",
+                   doc_to_choice="{{[sol1, sol2]}}", metric_list=[mean("acc"), mean("acc_norm")])
+    else:
+        gen = {"until": BBH_STOP, "do_sample": False, "temperature": 0.0}
+        if max_gen_toks is not None:
+            gen["max_gen_toks"] = max_gen_toks
+        cfg.update(output_type="generate_until", doc_to_text="Q: {{input}}\nA:", doc_to_target="{{target}}",
+                   generation_kwargs=gen, metric_list=[mean("exact_match")],
+                   filter_list=[{"name": "strip", "filter": [{"function": "remove_whitespace"},
+                                                             {"function": "take_first"}]}])
+    if s.fewshot_docs:
+        cfg.update(fewshot_split="shots", fewshot_config={"sampler": "first_n"})
+    return ConfigurableTask(config=cfg)
+
+
+@dataclass(frozen=True)
+class BenchmarkScore:
+    """One benchmark's result: ``score`` (0-100) is ``metric`` averaged over the ``n`` items scored."""
+
+    score: float
+    metric: str
+    n: int
+    subsets: dict[str, float]
+    """Per-subset score (0-100): MMLU subjects, BBH subtasks, ``piqa``."""
+    other: dict[str, float] = field(default_factory=dict)
+    """Other metrics over the same items (0-100): PIQA's ``acc``."""
+
+
+def general_ability_details(model, tokenizer, data, tasks: Sequence[str] | None = None, *, route: Route | None = None,
+                            clear: Callable[[], None] | None = None, limit: int | None = None, batch_size: int = 8,
+                            num_fewshot: Mapping[str, int] | None = None, max_gen_toks: int | None = None,
+                            max_length: int | None = None, progress: bool = True) -> dict[str, BenchmarkScore]:
+    """Score ``model`` on ``tasks`` (default: all three, or all in ``data``) of ``data``: a directory, or
+    `load_general_data`'s result (then ``limit`` and the few-shot counts were fixed when loading it).
+
+    route/clear: called around every forward and ``generate`` (see `RoutedLM`); limit: items per
+    benchmark; num_fewshot: overrides of `DEFAULT_FEWSHOT`; max_gen_toks: BBH generation cap (256);
+    max_length: prompt + continuation tokens (default the model's max_position_embeddings).
+    """
+    from lm_eval.tasks import TaskManager
+
+    shots = {**DEFAULT_FEWSHOT, **(num_fewshot or {})}
+    if not isinstance(data, Mapping):
+        data = load_general_data(data, tasks or BENCHMARKS, limit=limit, num_fewshot=shots)
+    elif limit is not None:
+        raise ValueError("limit applies while loading: pass it to load_general_data, or pass a directory")
+    tasks = tuple(tasks or data)
+    missing = [t for t in tasks if t not in data]
+    if missing:
+        raise ValueError(f"benchmark(s) {missing} were not loaded; pass them to load_general_data")
+    short = [f"{t}/{s.name}" for t in tasks for s in data[t] if len(s.fewshot_docs) < shots[t]]
+    if short:
+        raise ValueError(f"{short[:3]} hold fewer few-shot examples than {({t: shots[t] for t in tasks})}: "
+                         "load the data with the same num_fewshot")
+    lm = RoutedLM(model, tokenizer, route=route, clear=clear, batch_size=batch_size, max_length=max_length,
+                  progress=progress, **({"max_gen_toks": max_gen_toks} if max_gen_toks else {}))
+    log = logging.getLogger("lm_eval")
+    level = log.level
+    log.setLevel(logging.ERROR)  # lm-eval warns once per task about custom datasets
+    try:
+        task_objs = {t: [_task(s, shots[t], max_gen_toks) for s in data[t]] for t in tasks}
+        res = lm_eval.simple_evaluate(model=lm, tasks=[x for ts in task_objs.values() for x in ts],
+                                      task_manager=TaskManager(include_defaults=False), bootstrap_iters=0,
+                                      log_samples=False)
+    finally:
+        log.setLevel(level)
+    out = {}
+    for bench in tasks:
+        key = HEADLINE[bench] + (",strip" if bench == "bbh" else ",none")
+        subsets, other, total, n = {}, {}, 0.0, 0
+        for s in data[bench]:
+            name = f"{bench}_{s.name}"
+            r, k = res["results"][name], int(res["n-samples"][name]["effective"])
+            subsets[s.name] = 100.0 * float(r[key])
+            if bench == "piqa":
+                other["acc"] = 100.0 * float(r["acc,none"])
+            total, n = total + float(r[key]) * k, n + k
+        out[bench] = BenchmarkScore(100.0 * total / n, HEADLINE[bench], n, subsets, other)
+    return out
+
+
+def general_ability(model, tokenizer, data, tasks: Sequence[str] | None = None, **kwargs) -> dict[str, float]:
+    """Score per benchmark (0-100): MMLU acc, BBH exact match, PIQA acc_norm; see `general_ability_details`."""
+    return {k: v.score for k, v in general_ability_details(model, tokenizer, data, tasks, **kwargs).items()}
