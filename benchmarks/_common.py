@@ -8,6 +8,7 @@ medians and ratios. Absolute times depend on the machine; the ratios are the fig
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -15,6 +16,12 @@ import time
 from contextlib import contextmanager
 
 import torch
+
+# Measure the seta of THIS checkout: `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the
+# repository root, so an editable install of another checkout would otherwise be imported instead.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path[:2]:
+    sys.path.insert(1, ROOT)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -55,8 +62,9 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    seta_dir = os.path.dirname(os.path.dirname(sys.modules["seta"].__file__)) if "seta" in sys.modules else "?"
     return (f"CPU {cpu}, {torch.get_num_threads()} torch thread(s); {gpu}; torch {torch.__version__}; "
-            f"python {platform.python_version()}")
+            f"python {platform.python_version()}; seta from {seta_dir}")
 
 
 def sync(device: torch.device) -> None:
