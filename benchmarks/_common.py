@@ -72,21 +72,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_timing(fns: dict, device, warmup: int, repeats: int) -> dict[str, list[float]]:
+def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict | None = None) -> dict[str, list[float]]:
     """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved);
-    returns name -> list of seconds."""
+    returns name -> list of wall-clock seconds. If `cpu` is a dict, it receives name -> list of this
+    process's CPU seconds for the same calls (on a shared CPU machine, time spent descheduled by other
+    jobs does not count there; on a GPU it means nothing)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
+    if cpu is not None:
+        cpu.update({name: [] for name in fns})
     for _ in range(repeats):
         for name, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[name].append(time.process_time() - c0)
     return times
 
 
