@@ -213,8 +213,8 @@ class _BlockDelta(torch.autograd.Function):
         out = torch.bmm(xg, blocks.transpose(1, 2))  # (k, N, b)
         if weights is not None:
             out = out * weights.t().unsqueeze(-1)  # (k, N, 1)
-        y = x2.new_zeros(n_rows, N, b).index_add_(0, rows, out)  # (n_rows, N, b)
-        y = y.transpose(0, 1).reshape(N, n_rows * b)[:, :d_out]
+        y = x2.new_zeros(N, n_rows, b).index_add_(1, rows, out.transpose(0, 1))  # (N, n_rows, b)
+        y = y.view(N, n_rows * b)[:, :d_out]
         ctx.save_for_backward(xg, blocks, rows, cols, weights)
         ctx.dims = (N, d_in, n_rows, n_cols, b, d_out, k)
         return y
@@ -234,8 +234,8 @@ class _BlockDelta(torch.autograd.Function):
         g_x = g_blocks = None
         if ctx.needs_input_grad[0]:
             gxg = torch.bmm(gout, blocks)  # (k, N, b)
-            gxp = gy.new_zeros(n_cols, N, b).index_add_(0, cols, gxg)
-            g_x = gxp.transpose(0, 1).reshape(N, n_cols * b)[:, :d_in]
+            gxp = gy.new_zeros(N, n_cols, b).index_add_(1, cols, gxg.transpose(0, 1))  # (N, n_cols, b)
+            g_x = gxp.view(N, n_cols * b)[:, :d_in]
         if ctx.needs_input_grad[1]:
             g_blocks = torch.bmm(gout.transpose(1, 2), xg)  # (k, b, b)
         return g_x, g_blocks, None, None, g_w, None, None, None, None
