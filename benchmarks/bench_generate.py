@@ -8,7 +8,8 @@ experts; each timed call = `route_batch(prompts, mode='top1')` (a routing-featur
 the base + the gate) + greedy `generate` of exactly `--new-tokens` tokens. Base: a separate,
 identical plain HF model (no wrappers) generating the same tokens count from the same prompts.
 Also shown: the SETA-wrapped model with the route cleared (wrapper overhead alone); with --breakdown,
-route_batch alone, generate with the route already set, and the base's prefill (one new token).
+route_batch alone, generate with the route already set, the base's prefill (one new token), and
+route_batch + generate with the routing features cached (the same prompts evaluated again).
 Every SETA call here runs under no grad, i.e. the layer's in-place inference path.
 """
 
@@ -22,7 +23,7 @@ import torch
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
 
-from seta.models import ExpertConfig, attach_experts, build_tiny_model
+from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
 
 
 def main():
@@ -93,9 +94,16 @@ def main():
         with torch.inference_mode():
             plain.generate(ids, **dict(gen_kw, max_new_tokens=1, min_new_tokens=1))
 
+    cache = FeatureCache()
+
+    def run_seta_cached():  # the same prompts evaluated again (after a later task): z comes from the cache
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1", cache=cache)
+            seta.generate(ids, **gen_kw)
+
     fns = {"base": run_plain, "seta": run_seta, "cleared": run_cleared}
     if args.breakdown:
-        fns.update(route=run_route, routed=run_routed, prefill=run_prefill)
+        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached)
     cpu = {}
     times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
@@ -117,6 +125,9 @@ def main():
         print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "
               f"({tg / tb:.3f}) | base prefill + 1 token {fmt_s(tp)} ({tp / tb:.3f}): the routing-feature pass "
               f"repeats a base prefill, so SETA/base >= about {1 + tp / tb:.3f} here")
+        tz = med(times["cached"])
+        print(f"same prompts again with z cached (FeatureCache, as in the continual evaluation): {fmt_s(tz)}, "
+              f"ratio {tz / tb:.3f}")
 
 
 if __name__ == "__main__":
