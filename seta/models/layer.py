@@ -115,7 +115,7 @@ class SparseBlockLinear(nn.Module):
         """positions: (k,) stack positions that act (None or empty: base only); weights: None (all 1) or
         (B, k) per-example block weights. Positions are sorted so the summation order is canonical."""
         if positions is None or positions.numel() == 0:
-            self._route = None
+            self.restore_route(None)
             return
         with torch.inference_mode(False):  # a route set under inference mode must still work in training
             positions = positions.to(torch.long).clone()
@@ -125,10 +125,14 @@ class SparseBlockLinear(nn.Module):
                 if weights.dim() != 2 or weights.shape[1] != order.numel():
                     raise ValueError(f"weights must be (B, {order.numel()}), got {tuple(weights.shape)}")
                 weights = weights.clone()[:, order.to(weights.device)].to(device=self.blocks.device)
-        self._route = (positions, weights)
+        self.restore_route((positions, weights))
 
     def get_route(self):
         return self._route
+
+    def restore_route(self, route) -> None:
+        """Put back a route returned by `get_route` (or None); drops the tensors cached for the old one."""
+        self._route, self._route_index, self._inference = route, None, None
 
     def _routed_index(self) -> tuple[Tensor, Tensor]:
         """Block coordinates (rows, cols) of the current route, gathered once per route (positions never
@@ -147,6 +151,8 @@ class SparseBlockLinear(nn.Module):
         row slots). Reused while route and stack are unchanged: a new Parameter, new storage or an
         in-place update (seen by the version counter, as autograd checks its saved tensors) rebuilds
         it. Weights equal for every example (one expert for the whole batch) are folded into blocksᵀ.
+        Holds a copy of the routed blocks (unless the route is the whole stack, unweighted) until the
+        route changes or is cleared.
         """
         plan, blocks = self._inference, self.blocks
         if (plan is not None and plan[0] is self._route and plan[1] is self._rows and plan[2] is blocks

@@ -303,7 +303,7 @@ class SetaModel(nn.Module):
 
     def _restore(self, routes) -> None:
         for layer, route in zip(self.layers.values(), routes):
-            layer._route = route
+            layer.restore_route(route)
 
     @contextlib.contextmanager
     def _scoped(self, setter, *args):

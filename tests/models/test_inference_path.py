@@ -154,3 +154,18 @@ def test_mixed_route_with_expanded_batch():
     assert torch.equal(twice[0::2], once) and torch.equal(twice[1::2], once)
     with pytest.raises(ValueError, match="integer multiple"), torch.no_grad():
         seta(input_ids=ids[:1].repeat(3, 1))
+
+
+def test_clearing_the_route_frees_its_cached_tensors():
+    seta = _two_task()
+    seta.set_routing(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    with torch.no_grad():
+        seta(**lm_batch())
+    assert any(layer._inference is not None for layer in seta.layers.values())
+    with seta.use_expert(seta.registry.expert(0)):
+        pass
+    assert all(layer._inference is None for layer in seta.layers.values())  # restored route: rebuilt lazily
+    with torch.no_grad():
+        seta(**lm_batch())
+    seta.clear_route()
+    assert all(layer._inference is None and layer._route_index is None for layer in seta.layers.values())
