@@ -8,6 +8,7 @@ medians and ratios. Absolute times depend on the machine; the ratios are the fig
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -15,6 +16,12 @@ import time
 from contextlib import contextmanager
 
 import torch
+
+# Measure the seta of THIS checkout: `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the
+# repository root, so an editable install of another checkout would otherwise be imported instead.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path[:2]:
+    sys.path.insert(1, ROOT)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -55,8 +62,9 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    seta_dir = os.path.dirname(os.path.dirname(sys.modules["seta"].__file__)) if "seta" in sys.modules else "?"
     return (f"CPU {cpu}, {torch.get_num_threads()} torch thread(s); {gpu}; torch {torch.__version__}; "
-            f"python {platform.python_version()}")
+            f"python {platform.python_version()}; seta from {seta_dir}")
 
 
 def sync(device: torch.device) -> None:
@@ -64,21 +72,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_timing(fns: dict, device, warmup: int, repeats: int) -> dict[str, list[float]]:
+def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict | None = None) -> dict[str, list[float]]:
     """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved);
-    returns name -> list of seconds."""
+    returns name -> list of wall-clock seconds. If `cpu` is a dict, it receives name -> list of this
+    process's CPU seconds for the same calls (on a shared CPU machine, time spent descheduled by other
+    jobs does not count there; on a GPU it means nothing)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
+    if cpu is not None:
+        cpu.update({name: [] for name in fns})
     for _ in range(repeats):
         for name, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[name].append(time.process_time() - c0)
     return times
 
 

@@ -7,7 +7,10 @@ training), a gate with random (non-zero) heads so top-1 routing sends different 
 experts; each timed call = `route_batch(prompts, mode='top1')` (a routing-feature forward pass of
 the base + the gate) + greedy `generate` of exactly `--new-tokens` tokens. Base: a separate,
 identical plain HF model (no wrappers) generating the same tokens count from the same prompts.
-Also shown: the SETA-wrapped model with the route cleared (wrapper overhead alone).
+Also shown: the SETA-wrapped model with the route cleared (wrapper overhead alone); with --breakdown,
+route_batch alone, generate with the route already set, the base's prefill (one new token), and
+route_batch + generate with the routing features cached (the same prompts evaluated again).
+Every SETA call here runs under no grad, i.e. the layer's in-place inference path.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
 
-from seta.models import ExpertConfig, attach_experts, build_tiny_model
+from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
 
 
 def main():
@@ -32,6 +35,8 @@ def main():
     p.add_argument("--tasks", type=int, default=3, help="experts allocated before generation")
     p.add_argument("--ratio", type=float, default=0.01, help="block budget per task (fraction of all blocks)")
     p.add_argument("--block-size", type=int, default=32)
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time route_batch alone, generate with the route set, and the base's prefill")
     p.set_defaults(repeats=5, warmup=1)
     args = p.parse_args()
     device = setup(args)
@@ -77,8 +82,30 @@ def main():
         with torch.inference_mode(), seta.no_experts():
             seta.generate(ids, **gen_kw)
 
-    times = interleaved_timing({"base": run_plain, "seta": run_seta, "cleared": run_cleared}, device,
-                               args.warmup, args.repeats)
+    def run_route():  # the routing-feature pass (base, no experts) + gate + setting the route
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1")
+
+    def run_routed():  # generate with the route already set (the delta's cost alone)
+        with torch.inference_mode():
+            seta.generate(ids, **gen_kw)
+
+    def run_prefill():  # the base's prefill: what the routing-feature pass costs at least
+        with torch.inference_mode():
+            plain.generate(ids, **dict(gen_kw, max_new_tokens=1, min_new_tokens=1))
+
+    cache = FeatureCache()
+
+    def run_seta_cached():  # the same prompts evaluated again (after a later task): z comes from the cache
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1", cache=cache)
+            seta.generate(ids, **gen_kw)
+
+    fns = {"base": run_plain, "seta": run_seta, "cleared": run_cleared}
+    if args.breakdown:
+        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached)
+    cpu = {}
+    times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
     print(f"machine: {machine()}")
     print(f"base: mid Llama hidden 512 x {MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}; "
@@ -89,6 +116,18 @@ def main():
     print(f"generate time (median of {args.repeats}, {args.warmup} warm-up): base {fmt_s(tb)} | "
           f"SETA route_batch+generate {fmt_s(ts)} | SETA wrappers, no route {fmt_s(tc)}")
     print(f"ratio SETA/base {ts / tb:.3f}  (target <= 1.2) | wrappers-only/base {tc / tb:.3f}")
+    if device.type == "cpu":
+        cb, cs, cc = med(cpu["base"]), med(cpu["seta"]), med(cpu["cleared"])
+        print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | no route {fmt_s(cc)} | "
+              f"ratio SETA/base {cs / cb:.3f} | wrappers-only/base {cc / cb:.3f}")
+    if args.breakdown:
+        tr, tg, tp = med(times["route"]), med(times["routed"]), med(times["prefill"])
+        print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "
+              f"({tg / tb:.3f}) | base prefill + 1 token {fmt_s(tp)} ({tp / tb:.3f}): the routing-feature pass "
+              f"repeats a base prefill, so SETA/base >= about {1 + tp / tb:.3f} here")
+        tz = med(times["cached"])
+        print(f"same prompts again with z cached (FeatureCache, as in the continual evaluation): {fmt_s(tz)}, "
+              f"ratio {tz / tb:.3f}")
 
 
 if __name__ == "__main__":

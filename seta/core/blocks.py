@@ -15,6 +15,11 @@ computed without ever building ΔW:
 
 (gather input columns → batched matmul → index_add into output rows). Entries
 of a padded block that fall outside a ragged edge are ignored.
+
+Two fast paths compute it: `block_delta` (differentiable, for training) and
+`block_delta_add_` (in place into the base output, no autograd, for inference);
+`block_delta_reference` builds the dense ΔW and is the oracle both are tested
+against.
 """
 
 from __future__ import annotations
@@ -191,6 +196,11 @@ def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) 
     return torch.stack(outs)
 
 
+def _padded(t: Tensor, width: int) -> Tensor:
+    """t (N, d) zero-padded on the right to (N, width); t itself (no copy) when d == width."""
+    return t if t.shape[1] == width else torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
 class _BlockDelta(torch.autograd.Function):
     """Fast path; saves only the gathered input columns xg (k, N, b)."""
 
@@ -199,13 +209,12 @@ class _BlockDelta(torch.autograd.Function):
         # x2: (N, d_in) tokens flattened; weights: (N, k) or None
         N, d_in = x2.shape
         k = blocks.shape[0]
-        xp = torch.nn.functional.pad(x2, (0, n_cols * b - d_in)).view(N, n_cols, b)
-        xg = xp.index_select(1, cols).transpose(0, 1)  # (k, N, b)
+        xg = _padded(x2, n_cols * b).reshape(N, n_cols, b).index_select(1, cols).transpose(0, 1)  # (k, N, b)
         out = torch.bmm(xg, blocks.transpose(1, 2))  # (k, N, b)
         if weights is not None:
             out = out * weights.t().unsqueeze(-1)  # (k, N, 1)
-        y = x2.new_zeros(n_rows, N, b).index_add_(0, rows, out)  # (n_rows, N, b)
-        y = y.transpose(0, 1).reshape(N, n_rows * b)[:, :d_out]
+        y = x2.new_zeros(N, n_rows, b).index_add_(1, rows, out.transpose(0, 1))  # (N, n_rows, b)
+        y = y.view(N, n_rows * b)[:, :d_out]
         ctx.save_for_backward(xg, blocks, rows, cols, weights)
         ctx.dims = (N, d_in, n_rows, n_cols, b, d_out, k)
         return y
@@ -214,7 +223,7 @@ class _BlockDelta(torch.autograd.Function):
     def backward(ctx, gy):
         xg, blocks, rows, cols, weights = ctx.saved_tensors
         N, d_in, n_rows, n_cols, b, d_out, k = ctx.dims
-        gyp = torch.nn.functional.pad(gy, (0, n_rows * b - d_out)).view(N, n_rows, b)
+        gyp = _padded(gy, n_rows * b).reshape(N, n_rows, b)
         gout = gyp.index_select(1, rows).transpose(0, 1)  # (k, N, b) grad of each block's output
         g_w = None
         if weights is not None:
@@ -225,8 +234,8 @@ class _BlockDelta(torch.autograd.Function):
         g_x = g_blocks = None
         if ctx.needs_input_grad[0]:
             gxg = torch.bmm(gout, blocks)  # (k, N, b)
-            gxp = gy.new_zeros(n_cols, N, b).index_add_(0, cols, gxg)
-            g_x = gxp.transpose(0, 1).reshape(N, n_cols * b)[:, :d_in]
+            gxp = gy.new_zeros(N, n_cols, b).index_add_(1, cols, gxg.transpose(0, 1))  # (N, n_cols, b)
+            g_x = gxp.view(N, n_cols * b)[:, :d_in]
         if ctx.needs_input_grad[1]:
             g_blocks = torch.bmm(gout.transpose(1, 2), xg)  # (k, b, b)
         return g_x, g_blocks, None, None, g_w, None, None, None, None
@@ -251,3 +260,52 @@ def block_delta(x: Tensor, blocks: Tensor, rows: Tensor, cols: Tensor, grid: Blo
         w = weights.to(x.dtype).repeat_interleave(per_example, dim=0)  # (N, k)
     y = _BlockDelta.apply(x2, blocks, rows, cols, w, grid.n_rows, grid.n_cols, grid.block_size, grid.out_features)
     return y.reshape(*lead, grid.out_features)
+
+
+@torch.no_grad()
+def block_delta_add_(y: Tensor, x: Tensor, blocks: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
+                     weights=None) -> Tensor:
+    """In place, no autograd: y += x ΔWᵀ, i.e. y[n, ..., rows_i] += w_{n,i} · x[n, ..., cols_i] @ blocks[i]ᵀ.
+
+    The inference path of `block_delta`: it adds into the base output y instead of building a
+    zero-filled delta, so besides y it only touches k·N·b entries (N tokens). The product runs in
+    blocks' dtype; when y has another dtype, the contributions of each output row block are first
+    summed in blocks' dtype and then rounded once into y (as y + delta.to(y.dtype) would).
+    y: (B, ..., d_out); x: (B, ..., d_in); weights: None or (B, k). Returns y.
+    """
+    _check_blocks(x, blocks, rows, cols, grid, weights)
+    if y.shape != (*x.shape[:-1], grid.out_features):
+        raise ValueError(f"y must be {(*x.shape[:-1], grid.out_features)}, got {tuple(y.shape)}")
+    if blocks.shape[0] == 0:
+        return y
+    if grid.out_features % grid.block_size or not y.is_contiguous():  # ragged output edge: the general product
+        return y.add_(block_delta(x.to(blocks.dtype), blocks, rows, cols, grid, weights).to(y.dtype))
+    wt = None if weights is None else weights.t().to(blocks.dtype)[:, :, None, None]  # (k, B, 1, 1)
+    slots = None if y.dtype == blocks.dtype else torch.unique(rows, return_inverse=True)
+    return _delta_add_(y, x, blocks.transpose(1, 2), rows, cols, grid, wt, slots)
+
+
+def _delta_add_(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
+                wt: Tensor | None, slots: tuple[Tensor, Tensor] | None) -> Tensor:
+    """`block_delta_add_` without checks, for callers that built valid inputs once (the layer, per route).
+
+    blocks_t: (k, b, b) = blocksᵀ per block; wt: None or (k, B, 1, 1) weights; y contiguous, b | d_out;
+    slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True).
+    """
+    b = grid.block_size
+    if grid.in_features % b:  # ragged input edge: zero-pad a copy
+        x = _padded(x.reshape(-1, grid.in_features), grid.n_cols * b)
+    xg = x.reshape(-1, grid.n_cols, b).index_select(1, cols).transpose(0, 1)  # (k, N, b)
+    if xg.dtype != blocks_t.dtype:
+        xg = xg.to(blocks_t.dtype)
+    out = torch.bmm(xg, blocks_t)  # (k, N, b)
+    if wt is not None:
+        out.view(out.shape[0], wt.shape[1], -1, b).mul_(wt)  # (k, B, T, b) * (k, B, 1, 1)
+    yr = y.view(-1, grid.n_rows, b)  # (N, n_rows, b), a view of y
+    if slots is None:
+        yr.index_add_(1, rows, out.transpose(0, 1))
+        return y
+    uniq, slot = slots  # sum per row block in blocks' dtype, round once
+    acc = out.new_zeros(uniq.numel(), *out.shape[1:]).index_add_(0, slot, out)  # (r, N, b)
+    yr.index_add_(1, uniq, acc.transpose(0, 1).to(y.dtype))
+    return y

@@ -7,7 +7,7 @@
     seta.set_task(task)                                       # train: only S_t's blocks get gradient
 """
 
-from seta.models.gate import ROUTING_MODES, ExpandableGate, Router
+from seta.models.gate import ROUTING_MODES, ExpandableGate, FeatureCache, Router
 from seta.models.layer import SparseBlockLinear, SparseBlockLinear4bit, wrap_linear
 from seta.models.loading import (architecture_config, build_from_architecture, build_tiny_model,
                                  enable_gradient_checkpointing, load_base_model, load_tokenizer, nf4_config,
@@ -16,7 +16,8 @@ from seta.models.model import CONFIG_NAME, DEFAULT_TARGETS, WEIGHTS_NAME, BlockA
 from seta.models.probes import default_loss, estimate_block_fisher, probe_block_sensitivity
 
 __all__ = [
-    "ROUTING_MODES", "ExpandableGate", "Router", "SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear",
+    "ROUTING_MODES", "ExpandableGate", "FeatureCache", "Router", "SparseBlockLinear", "SparseBlockLinear4bit",
+    "wrap_linear",
     "architecture_config", "build_from_architecture", "build_tiny_model", "enable_gradient_checkpointing",
     "load_base_model", "load_tokenizer", "nf4_config", "prepare_for_kbit_training", "DEFAULT_TARGETS",
     "CONFIG_NAME", "WEIGHTS_NAME", "BlockAnchors", "ExpertConfig", "SetaModel", "attach_experts", "find_targets", "default_loss",

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from seta.core.routing import (FeatureStats, in_task_threshold, is_out_of_distribution, mahalanobis,
                                precision_matrix, sample_pseudo_features)
 
-__all__ = ["ExpandableGate", "Router", "ROUTING_MODES"]
+__all__ = ["ExpandableGate", "FeatureCache", "Router", "ROUTING_MODES"]
 
 ROUTING_MODES = ("top1", "soft")
 
@@ -79,6 +79,41 @@ class ExpandableGate(nn.Module):
         old_params = dict(old.named_parameters())
         terms = [(p - old_params[n].detach()).square().sum() for n, p in self.named_parameters() if n in old_params]
         return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+class FeatureCache:
+    """Routing features z per prompt, so that a prompt pays the routing-feature pass once.
+
+    z depends on the prompt alone (the base is frozen and no expert acts), so evaluating the same test
+    prompts after every task (the R matrix) can reuse it. Keyed by the prompt's attended token ids: a z
+    computed in another batch (other padding or batch size) equals a fresh one up to float rounding.
+    Keeps at most `max_items` rows, on the CPU (oldest dropped first).
+    """
+
+    def __init__(self, max_items: int = 100_000):
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.max_items = int(max_items)
+        self._z: dict[bytes, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._z)
+
+    def features(self, input_ids: Tensor, attention_mask: Tensor | None, compute) -> Tensor:
+        """z (B, d) float32 for the batch; `compute(ids, mask)` runs on the prompts not seen before only."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        ids_cpu, keep = input_ids.cpu(), mask.cpu().bool()
+        keys = [ids_cpu[i][keep[i]].numpy().tobytes() for i in range(ids_cpu.shape[0])]
+        found = {k: self._z[k] for k in keys if k in self._z}
+        new = [i for i, k in enumerate(keys) if k not in found]
+        if new:
+            rows = torch.tensor(new, device=input_ids.device)
+            z_new = compute(input_ids.index_select(0, rows), mask.index_select(0, rows)).float().cpu()
+            for i, z in zip(new, z_new):
+                found[keys[i]] = self._z[keys[i]] = z
+            while len(self._z) > self.max_items:
+                self._z.pop(next(iter(self._z)))
+        return torch.stack([found[k] for k in keys]).to(input_ids.device)
 
 
 class Router(nn.Module):

@@ -12,6 +12,12 @@ Which blocks act, and with what per-example weight, is the layer's *route*, set 
 (`SetaModel.set_expert` / `set_routing`), not passed through HF forward kwargs. Routes persist until
 changed, so a backward pass that recomputes a checkpointed layer sees the same route.
 
+Two paths compute the same delta. With grad enabled (training): `block_delta`, differentiable, added
+out of place. With grad disabled (evaluation, `generate`): `seta.core.blocks` adds it in place into
+the fresh base output, from per-route tensors (block coordinates, the routed blocks gathered and
+transposed, the per-example weights) built at the first forward after the route or the stack
+changed, so a decoding step runs only gather → bmm → (weights) → index_add per layer.
+
 Growth: `add_blocks` replaces `blocks` by a new, larger Parameter (old values copied, new blocks
 zero). An optimizer built before growth still points at the old Parameter: rebuild it after every
 growth (the trainer builds a fresh AdamW per task after allocation). With weight_decay=0 on blocks,
@@ -23,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seta.core.blocks import BlockGrid, block_delta, blocks_to_dense
+from seta.core.blocks import BlockGrid, _delta_add_, block_delta, blocks_to_dense
 
 __all__ = ["SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear", "supported_linear", "keep_4bit_differentiable"]
 
@@ -42,6 +48,9 @@ class SparseBlockLinear(nn.Module):
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self._route: tuple[Tensor, Tensor | None] | None = None  # (positions (k,), weights (B, k) | None)
+        self._route_index = None  # (route, _rows, rows (k,), cols (k,)), built once per route
+        self._inference = None  # per-route tensors of the no-grad path, see _inference_plan
+        self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
 
     # ---- HF compatibility: code that reads proj.weight / proj.bias sees the base's -------------
     @property
@@ -106,7 +115,7 @@ class SparseBlockLinear(nn.Module):
         """positions: (k,) stack positions that act (None or empty: base only); weights: None (all 1) or
         (B, k) per-example block weights. Positions are sorted so the summation order is canonical."""
         if positions is None or positions.numel() == 0:
-            self._route = None
+            self.restore_route(None)
             return
         with torch.inference_mode(False):  # a route set under inference mode must still work in training
             positions = positions.to(torch.long).clone()
@@ -116,28 +125,83 @@ class SparseBlockLinear(nn.Module):
                 if weights.dim() != 2 or weights.shape[1] != order.numel():
                     raise ValueError(f"weights must be (B, {order.numel()}), got {tuple(weights.shape)}")
                 weights = weights.clone()[:, order.to(weights.device)].to(device=self.blocks.device)
-        self._route = (positions, weights)
+        self.restore_route((positions, weights))
 
     def get_route(self):
         return self._route
+
+    def restore_route(self, route) -> None:
+        """Put back a route returned by `get_route` (or None); drops the tensors cached for the old one."""
+        self._route, self._route_index, self._inference = route, None, None
+
+    def _routed_index(self) -> tuple[Tensor, Tensor]:
+        """Block coordinates (rows, cols) of the current route, gathered once per route (positions never
+        move; a new route, growth or a device move replaces the tensors this is keyed on)."""
+        cached = self._route_index
+        if cached is None or cached[0] is not self._route or cached[1] is not self._rows:
+            pos = self._route[0]
+            with torch.inference_mode(False):  # normal tensors: training may reuse a route cached in eval
+                cached = (self._route, self._rows, self._rows.index_select(0, pos), self._cols.index_select(0, pos))
+            self._route_index = cached
+        return cached[2], cached[3]
+
+    def _inference_plan(self) -> tuple:
+        """Everything the no-grad path needs for the current route, built once: (route, _rows, stack,
+        its version, its data pointer | blocksᵀ (k, b, b), rows, cols, weights (k, B, 1, 1) | None,
+        row slots). Reused while route and stack are unchanged: a new Parameter, new storage or an
+        in-place update (seen by the version counter, as autograd checks its saved tensors) rebuilds
+        it. Weights equal for every example (one expert for the whole batch) are folded into blocksᵀ.
+        Holds a copy of the routed blocks (unless the route is the whole stack, unweighted) until the
+        route changes or is cleared.
+        """
+        plan, blocks = self._inference, self.blocks
+        if (plan is not None and plan[0] is self._route and plan[1] is self._rows and plan[2] is blocks
+                and plan[3] == blocks._version and plan[4] == blocks.data_ptr()):
+            return plan
+        (pos, w), (rows, cols) = self._route, self._routed_index()
+        with torch.inference_mode(False):
+            routed = blocks.detach() if pos.numel() == self.n_blocks else blocks.detach().index_select(0, pos)
+            wt = None
+            if w is not None and bool((w == w[:1]).all()):
+                routed = routed * w[0].to(routed)[:, None, None]  # (k, b, b)
+            elif w is not None:
+                wt = w.t().to(routed).contiguous()[:, :, None, None]  # (k, B, 1, 1)
+            slots = torch.unique(rows, return_inverse=True)
+        plan = (self._route, self._rows, blocks, blocks._version, blocks.data_ptr(),
+                routed.transpose(1, 2), rows, cols, wt, slots)
+        self._inference = plan
+        return plan
+
+    def _example_weights(self, w: Tensor, batch: int, dim: int) -> Tensor:
+        """Per-example route weights repeated for a batch generate() expanded in place (beams, samples)."""
+        if w.shape[dim] == batch:
+            return w
+        if batch % w.shape[dim]:
+            raise ValueError(f"route has per-example weights for {w.shape[dim]} examples but the batch has "
+                             f"{batch}; set the routing for this batch (num_return_sequences/beams "
+                             "must be an integer multiple)")
+        return w.repeat_interleave(batch // w.shape[dim], dim=dim)
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
         if self._route is None:
             return result
+        if not (torch.is_grad_enabled() or self._ragged_out) and result.is_contiguous():
+            # inference: add into the fresh base output in place, with the per-route tensors built once
+            blocks_t, rows, cols, wt, slots = self._inference_plan()[5:]
+            if wt is not None and wt.shape[1] != x.shape[0]:
+                wt = self._example_weights(wt, x.shape[0], dim=1)
+            return _delta_add_(result, x, blocks_t, rows, cols, self.grid, wt,
+                               None if result.dtype == blocks_t.dtype else slots)
         pos, w = self._route
+        rows, cols = self._routed_index()
         if pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
-            blocks, rows, cols = self.blocks, self._rows, self._cols
+            blocks = self.blocks
         else:
             blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
-            rows, cols = self._rows.index_select(0, pos), self._cols.index_select(0, pos)
-        if w is not None and w.shape[0] != x.shape[0]:
-            if x.shape[0] % w.shape[0]:
-                raise ValueError(f"route has per-example weights for {w.shape[0]} examples but the batch has "
-                                 f"{x.shape[0]}; set the routing for this batch (num_return_sequences/beams "
-                                 "must be an integer multiple)")
-            w = w.repeat_interleave(x.shape[0] // w.shape[0], dim=0)  # generate() expands examples in place
-        delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, None if w is None else w.to(blocks.dtype))
+        if w is not None:
+            w = self._example_weights(w, x.shape[0], dim=0).to(blocks.dtype)
+        delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, w)
         return result + delta.to(result.dtype)
 
     # ---- deployment -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from seta.core.allocation import OwnershipRegistry, budget, select_blocks
 from seta.core.anchoring import merge_fisher
 from seta.core.blocks import BlockIndex
-from seta.models.gate import Router
+from seta.models.gate import FeatureCache, Router
 from seta.models.layer import SparseBlockLinear, keep_4bit_differentiable, supported_linear, wrap_linear
 
 __all__ = ["ExpertConfig", "SetaModel", "attach_experts", "BlockAnchors", "DEFAULT_TARGETS", "CONFIG_NAME",
@@ -303,7 +303,7 @@ class SetaModel(nn.Module):
 
     def _restore(self, routes) -> None:
         for layer, route in zip(self.layers.values(), routes):
-            layer._route = route
+            layer.restore_route(route)
 
     @contextlib.contextmanager
     def _scoped(self, setter, *args):
@@ -342,13 +342,16 @@ class SetaModel(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
 
     def route_batch(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, mode: str = "top1",
-                    k: int = 2, null: bool = False, tasks=None) -> Tensor:
+                    k: int = 2, null: bool = False, tasks=None, cache: FeatureCache | None = None) -> Tensor:
         """Fix the route for this batch (call before `generate`): gate routing from the routing
-        features, or the oracle when `tasks` (B,) is given. Returns the expert probabilities (B, t)."""
+        features, or the oracle when `tasks` (B,) is given. Returns the expert probabilities (B, t).
+        cache: reuse the routing features of prompts seen before (e.g. the same test set after every task)."""
         if tasks is not None:
             probs = self.router.oracle(tasks)
         else:
-            probs = self.router.probs(self.routing_features(input_ids, attention_mask), mode, k, null)
+            z = (self.routing_features(input_ids, attention_mask) if cache is None
+                 else cache.features(input_ids, attention_mask, self.routing_features))
+            probs = self.router.probs(z, mode, k, null)
         self.set_routing(probs)
         return probs
 

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seta.core.blocks import BlockGrid, BlockIndex, block_delta, block_delta_reference, blocks_to_dense
+from seta.core.blocks import (BlockGrid, BlockIndex, block_delta, block_delta_add_, block_delta_reference,
+                              blocks_to_dense)
 
 SPEC = settings(max_examples=200, deadline=None)
 
@@ -132,3 +133,47 @@ def test_backward_saves_only_gathered_columns():
         block_delta(x, blocks, rows, cols, grid)
     assert (2, 40, 8) in saved  # gathered columns (k, N, b)
     assert (4, 10, 64) not in saved and (40, 64) not in saved  # never the full input
+
+
+@SPEC
+@given(st.data(), st.booleans())
+def test_in_place_inference_product_equals_dense_reference(data, weighted):
+    grid, x, blocks, rows, cols, w, _ = _problem(data, weighted)
+    x, blocks = x.detach(), blocks.detach()
+    w = None if w is None else w.detach()
+    y0 = torch.randn(*x.shape[:-1], grid.out_features, dtype=torch.float64)
+    y = y0.clone()
+    out = block_delta_add_(y, x, blocks, rows, cols, grid, w)
+    assert out is y  # in place
+    torch.testing.assert_close(y, y0 + block_delta_reference(x, blocks, rows, cols, grid, w))
+
+
+@pytest.mark.parametrize("out_features", [64, 60])  # b | d_out (in-place path) and ragged (general path)
+def test_in_place_product_into_bf16_rounds_the_summed_delta_once(out_features):
+    """fp32 blocks into a bf16 output: the result is y + delta.to(bf16), not a sum of rounded parts."""
+    grid = BlockGrid(out_features, 48, 16)
+    g = torch.Generator().manual_seed(0)
+    ids = [0, grid.n_cols, 2 * grid.n_cols + 1, 1, grid.n_cols + 2]  # several blocks share output rows
+    rows, cols = grid.rows_cols(ids)
+    blocks = torch.randn(len(ids), 16, 16, generator=g)
+    x = torch.randn(3, 5, 48, generator=g).to(torch.bfloat16)
+    w = torch.rand(3, len(ids), generator=g)
+    y = torch.randn(3, 5, out_features, generator=g).to(torch.bfloat16)
+    expect = y + block_delta(x.float(), blocks, rows, cols, grid, w).to(torch.bfloat16)
+    got = block_delta_add_(y.clone(), x, blocks, rows, cols, grid, w)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, expect)
+
+
+def test_in_place_product_rejects_bad_shapes_and_grad():
+    grid = BlockGrid(8, 8, 4)
+    rows, cols = grid.rows_cols([0, 3])
+    blocks, x = torch.randn(2, 4, 4), torch.randn(2, 8)
+    with pytest.raises(ValueError, match="y must be"):
+        block_delta_add_(torch.zeros(2, 9), x, blocks, rows, cols, grid)
+    with pytest.raises(ValueError, match="weights"):
+        block_delta_add_(torch.zeros(2, 8), x, blocks, rows, cols, grid, torch.ones(3, 2))
+    y = torch.zeros(2, 8)
+    block_delta_add_(y, x, blocks.requires_grad_(), rows, cols, grid)
+    assert not y.requires_grad  # no autograd: an inference path
+    torch.testing.assert_close(y, block_delta_reference(x, blocks.detach(), rows, cols, grid))

@@ -170,3 +170,43 @@ def test_soft_routing_coefficients_are_sums_over_experts():
         seta.set_routing(torch.ones(2, 3))
     with pytest.raises(ValueError, match=">= 0"):
         seta.set_routing(-torch.ones(2, 2))
+
+
+def test_feature_cache_reuses_z_per_prompt():
+    from seta.models import FeatureCache
+
+    seta = _trained_two_task("llama")
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(4, VOCAB, (3, 6), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, :2] = 0  # left padding
+    calls = []
+    hook = seta.model.model.register_forward_hook(lambda m, a, kw, out: calls.append(kw["input_ids"].shape[0]),
+                                                  with_kwargs=True)
+    try:
+        cache = FeatureCache()
+        plain = seta.route_batch(ids, mask, mode="soft")
+        assert calls == [3]
+        first = seta.route_batch(ids, mask, mode="soft", cache=cache)
+        again = seta.route_batch(ids, mask, mode="soft", cache=cache)
+        assert calls == [3, 3] and len(cache) == 3  # the second call ran no base pass
+        assert torch.equal(first, plain) and torch.equal(again, plain)
+        # a batch with one new prompt: only that row goes through the base
+        mixed = torch.stack([ids[1], torch.randint(4, VOCAB, (6,), generator=g)])
+        z = cache.features(mixed, torch.ones_like(mixed), seta.routing_features)
+        assert calls == [3, 3, 1] and len(cache) == 4
+        torch.testing.assert_close(z, seta.routing_features(mixed, torch.ones_like(mixed)))
+        # the same prompt with other padding hits the cache (z depends on the attended tokens only)
+        padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids[:1]], 1)
+        pmask = torch.cat([torch.zeros(1, 3, dtype=torch.long), mask[:1]], 1)
+        n = len(calls)
+        z0 = cache.features(padded, pmask, seta.routing_features)
+        assert len(calls) == n  # no new pass
+        torch.testing.assert_close(z0, seta.routing_features(padded, pmask), rtol=1e-4, atol=1e-5)
+    finally:
+        hook.remove()
+    small = FeatureCache(max_items=2)
+    small.features(ids, mask, seta.routing_features)  # 3 prompts: returned, then the oldest dropped
+    assert len(small) == 2
+    with pytest.raises(ValueError, match="max_items"):
+        FeatureCache(0)

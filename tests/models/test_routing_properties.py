@@ -67,3 +67,20 @@ def test_one_hot_route_is_the_fixed_expert_and_zero_route_the_base(expert):
         with seta.use_routing(torch.tensor([[1.0], [0.0]]), [torch.tensor(expert)]):
             mixed = seta(**x).logits
     assert torch.equal(mixed[0], fixed[0]) and torch.equal(mixed[1], base[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(experts_st, st.data())
+def test_inference_path_equals_training_path_for_any_routing(experts, data):
+    """No-grad forward (in place, cached per route) == the autograd path, for any mixture."""
+    seta = _model()
+    e = len(experts)
+    probs = torch.tensor(data.draw(st.lists(st.lists(st.sampled_from([0.0, 0.3, 0.5, 1.0]), min_size=e, max_size=e),
+                                            min_size=2, max_size=2)))
+    batch = lm_batch(seed=e)
+    x = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with seta.use_routing(probs, [torch.tensor(ids) for ids in experts]):
+        with torch.no_grad():
+            fast = seta(**x).logits
+        slow = seta(**x).logits.detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)

@@ -17,13 +17,17 @@ from itertools import islice
 import torch
 
 from seta.core.anchoring import adaptive_strength, elastic_anchor_penalty, normalise_fisher
-from seta.models import estimate_block_fisher
+from seta.models import FeatureCache, estimate_block_fisher
 from seta.train.gate_training import train_gate
 from seta.train.strategies.sparse import SparseBlocks, _tensors
 
 
 class Seta(SparseBlocks):
     name = "seta"
+
+    def __init__(self, model, tokenizer, config=None):
+        super().__init__(model, tokenizer, config)
+        self.feature_cache = FeatureCache()  # z of test prompts, reused by every later evaluation
 
     @property
     def beta(self) -> float:
@@ -76,7 +80,8 @@ class Seta(SparseBlocks):
                 self.seta.clear_route()
                 probs = torch.zeros(ids.shape[0], len(router.tasks))
         else:
-            probs = self.seta.route_batch(ids, mask, mode=cfg.routing, k=cfg.soft_k, null=cfg.null_expert)
+            probs = self.seta.route_batch(ids, mask, mode=cfg.routing, k=cfg.soft_k, null=cfg.null_expert,
+                                          cache=self.feature_cache)
         if task_id in router.tasks:  # routing accuracy is measured on tasks the gate knows
             top = probs.argmax(1)
             pred = [router.tasks[int(c)] if float(probs[i].sum()) > 0 else -1 for i, c in enumerate(top)]
