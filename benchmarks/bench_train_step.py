@@ -108,7 +108,10 @@ def main():
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated target layer names")
     p.add_argument("--prior-tasks", type=int, default=0,
                    help="extra allocated-but-unrouted expert-sized block sets (earlier tasks); in the optimizer "
-                        "as in the trainer, but with zero gradient")
+                        "as after earlier tasks (stored, not routed, not trained)")
+    p.add_argument("--whole-stack", action="store_true",
+                   help="put every layer's whole block stack in AdamW (the layout before working copies) "
+                        "instead of the trainer's working copy of the current expert")
     args = p.parse_args()
     device = setup(args)
     if args.arch and device.type != "cuda" and not args.layers:
@@ -144,9 +147,12 @@ def main():
                 layer.blocks.normal_(0, 1e-3)
     seta.set_expert(expert)
     seta.model.train()
-    seta_params = seta.block_parameters()
+    # as the trainer: a working copy of the current expert's blocks (optimizer state for those only)
+    seta_params = seta.block_parameters() if args.whole_stack else seta.begin_training(expert)
     n_seta = k * b * b
-    n_seta_alloc = sum(q.numel() for q in seta_params)
+    stacks = [layer.blocks for layer in seta.layers.values() if layer.n_blocks]
+    n_seta_alloc = sum(q.numel() for q in stacks)
+    seta_adapter = list({id(q): q for q in stacks + seta_params}.values())  # every block tensor stored
 
     opt_s = torch.optim.AdamW(seta_params, lr=1e-4, weight_decay=0.0)
     opt_l = torch.optim.AdamW(lora_params, lr=1e-4, weight_decay=0.0)
@@ -165,8 +171,8 @@ def main():
 
     # ---- memory (one more step each, after the timed ones: optimizer state exists) ----------------
     mem = {}
-    models = {"seta": (seta.model, opt_s, seta_params), "lora": (lora, opt_l, lora_params)}
-    for name, (model, opt, params) in models.items():
+    models = {"seta": (seta.model, opt_s, seta_params, seta_adapter), "lora": (lora, opt_l, lora_params, lora_params)}
+    for name, (model, opt, params, stored) in models.items():
         resident = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -184,7 +190,7 @@ def main():
             grads = sum(q.grad.numel() * q.grad.element_size() for q in params if q.grad is not None)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            adapter = sum(q.numel() * q.element_size() for q in params)
+            adapter = sum(q.numel() * q.element_size() for q in stored)
             ostate = optimizer_state_bytes(opt)
             frozen = resident - adapter
             mem[name] = dict(saved=saved["bytes"], adapter=adapter, grads=grads, opt=ostate, frozen=frozen,
@@ -198,6 +204,8 @@ def main():
           f"device {device}; batch {args.batch} x seq {args.seq}; targets {','.join(targets)}")
     print(f"trainable params: SETA {n_seta:,} (k={k} blocks of {b}x{b}; allocated {n_seta_alloc:,} incl. "
           f"{args.prior_tasks} prior task(s)) | LoRA {n_lora:,} (r={args.lora_r}) | SETA/LoRA {n_seta / n_lora:.4f}")
+    print("SETA's AdamW holds: " + ("every layer's whole block stack (--whole-stack)" if args.whole_stack
+                                    else "a working copy of the current expert's blocks (as the trainer)"))
     ts, tl = med(times["seta"]), med(times["lora"])
     print(f"step time (median of {args.repeats}, {args.warmup} warm-up): SETA {fmt_s(ts)} | "
           f"{'QLoRA' if args.four_bit else 'LoRA'} {fmt_s(tl)} | ratio SETA/LoRA {ts / tl:.3f}  (target <= 1.15)")

@@ -22,6 +22,13 @@ Growth: `add_blocks` replaces `blocks` by a new, larger Parameter (old values co
 zero). An optimizer built before growth still points at the old Parameter: rebuild it after every
 growth (the trainer builds a fresh AdamW per task after allocation). With weight_decay=0 on blocks,
 blocks outside the current expert get zero gradient and a fresh Adam(W) leaves them bit-identical.
+
+Working copy (what the trainer uses): `begin_training(positions)` copies the current task's blocks
+into their own Parameter `train_blocks` (k_t, b, b) and freezes the stack; reads of those positions
+(forward, `read`) see the working copy, differentiably; `end_training()` writes it back. Gradients
+and optimizer state then cover the k_t trained blocks only, not every earlier task's blocks: the
+same updates as training the whole stack (those blocks get zero gradient), at a fraction of the
+memory once many tasks are stored. The stack stays the one storage of every block.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ class SparseBlockLinear(nn.Module):
         self._route_index = None  # (route, _rows, rows (k,), cols (k,)), built once per route
         self._inference = None  # per-route tensors of the no-grad path, see _inference_plan
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
+        self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
+        self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
+        self._train_pos: Tensor | None = None  # (k_t,) stack positions of train_blocks, sorted
 
     # ---- HF compatibility: code that reads proj.weight / proj.bias sees the base's -------------
     @property
@@ -85,6 +95,8 @@ class SparseBlockLinear(nn.Module):
         rebuild the optimizer afterwards.
         """
         ids = torch.as_tensor(local_ids, dtype=torch.long).reshape(-1).cpu()
+        if self.train_blocks is not None:
+            raise RuntimeError("add_blocks during begin_training/end_training: allocate before training starts")
         if ids.unique().numel() != ids.numel():
             raise ValueError("local_ids contain duplicates")
         rows, cols = self.grid.rows_cols(ids)  # validates range
@@ -109,6 +121,58 @@ class SparseBlockLinear(nn.Module):
         if not bool(found.all()):
             raise ValueError(f"blocks {ids[~found].tolist()} of this layer have no parameters; add_blocks first")
         return match.float().argmax(1)
+
+    # ---- working copy of the trained blocks -----------------------------------------------------
+    def begin_training(self, positions: Tensor) -> nn.Parameter | None:
+        """Train the blocks at stack `positions` through a working copy: returns the new Parameter
+        `train_blocks` (k_t, b, b) (None if positions is empty); the stack stops requiring grad."""
+        self.end_training()
+        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).unique(sorted=True).to(self.blocks.device)
+        if pos.numel() == 0:
+            return None
+        slot = torch.full((self.n_blocks,), -1, dtype=torch.long, device=pos.device)
+        slot[pos] = torch.arange(pos.numel(), device=pos.device)
+        self.train_blocks = nn.Parameter(self.blocks.detach().index_select(0, pos).clone())
+        self._train_slot, self._train_pos = slot, pos
+        self.blocks.requires_grad_(False)
+        self.restore_route(self._route)  # drop per-route tensors built from the stack
+        return self.train_blocks
+
+    def end_training(self) -> None:
+        """Write the working copy back into the stack (no-op without one); the stack requires grad again."""
+        if self.train_blocks is None:
+            return
+        with torch.no_grad():
+            self.blocks.index_copy_(0, self._train_pos, self.train_blocks.detach().to(self.blocks.dtype))
+        self.train_blocks, self._train_slot, self._train_pos = None, None, None
+        self.blocks.requires_grad_(True)
+        self.restore_route(self._route)
+
+    def read(self, positions: Tensor) -> Tensor:
+        """Current values of the blocks at stack `positions` (k, b, b), differentiable w.r.t. whatever
+        trains them (the stack, or the working copy for its positions)."""
+        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
+        if self.train_blocks is None:
+            return self.blocks if pos.numel() == self.n_blocks and bool((pos == torch.arange(
+                self.n_blocks, device=pos.device)).all()) else self.blocks.index_select(0, pos)
+        slot = self._train_slot.index_select(0, pos)  # (k,)
+        hit = torch.nonzero(slot >= 0).reshape(-1)
+        if pos.numel() == self.train_blocks.shape[0] and bool((slot == torch.arange(pos.numel(), device=pos.device)).all()):
+            return self.train_blocks  # the route is exactly the trained blocks, in order
+        out = self.blocks.detach().index_select(0, pos)
+        if hit.numel() == 0:
+            return out
+        return out.index_copy(0, hit, self.train_blocks.index_select(0, slot.index_select(0, hit)))
+
+    @torch.no_grad()
+    def write(self, positions: Tensor, values: Tensor) -> None:
+        """Overwrite the blocks at stack `positions` with values (k, b, b) (in the working copy too)."""
+        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
+        self.blocks[pos] = values.to(self.blocks)
+        if self.train_blocks is not None:
+            slot = self._train_slot.index_select(0, pos)
+            hit = torch.nonzero(slot >= 0).reshape(-1)
+            self.train_blocks[slot[hit]] = values.to(self.train_blocks)[hit.to(values.device)]
 
     # ---- route --------------------------------------------------------------------------------
     def set_route(self, positions: Tensor | None, weights: Tensor | None = None) -> None:
@@ -186,7 +250,7 @@ class SparseBlockLinear(nn.Module):
         result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
         if self._route is None:
             return result
-        if not (torch.is_grad_enabled() or self._ragged_out) and result.is_contiguous():
+        if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # inference: add into the fresh base output in place, with the per-route tensors built once
             blocks_t, rows, cols, wt, slots = self._inference_plan()[5:]
             if wt is not None and wt.shape[1] != x.shape[0]:
@@ -195,10 +259,10 @@ class SparseBlockLinear(nn.Module):
                                None if result.dtype == blocks_t.dtype else slots)
         pos, w = self._route
         rows, cols = self._routed_index()
-        if pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
+        if pos.numel() == self.n_blocks and self.train_blocks is None:  # every block (sorted & unique)
             blocks = self.blocks
         else:
-            blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
+            blocks = self.read(pos)  # (k, b, b); grads reach the stack or the working copy
         if w is not None:
             w = self._example_weights(w, x.shape[0], dim=0).to(blocks.dtype)
         delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, w)
@@ -208,7 +272,7 @@ class SparseBlockLinear(nn.Module):
     def dense_delta(self, positions: Tensor) -> Tensor:
         """ΔW (out, in) of the given stack positions. Deployment / tests only, never in training."""
         pos = positions.to(self.blocks.device)
-        return blocks_to_dense(self.blocks.detach()[pos], self._rows[pos], self._cols[pos], self.grid)
+        return blocks_to_dense(self.read(pos).detach(), self._rows[pos], self._cols[pos], self.grid)
 
     def merged_base(self, positions: Tensor) -> nn.Module:
         """The base layer with ΔW of `positions` added to its weight in place (dense bases only)."""

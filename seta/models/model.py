@@ -206,7 +206,7 @@ class SetaModel(nn.Module):
 
     def get_blocks(self, global_ids) -> Tensor:
         """Differentiable (k, b, b) stack of the blocks of global_ids, sorted by id."""
-        parts = [layer.blocks.index_select(0, pos.to(layer.blocks.device)) for layer, pos in self._locate(self._ids(global_ids))]
+        parts = [layer.read(pos) for layer, pos in self._locate(self._ids(global_ids))]
         if not parts:
             b = self.config.block_size
             return torch.zeros(0, b, b, dtype=_DTYPES[self.config.block_dtype], device=self.device)
@@ -218,7 +218,7 @@ class SetaModel(nn.Module):
         """Overwrite the blocks of global_ids (sorted order) with values (k, b, b)."""
         ids, start = self._ids(global_ids), 0
         for layer, pos in self._locate(ids):
-            layer.blocks[pos.to(layer.blocks.device)] = values[start : start + pos.numel()].to(layer.blocks)
+            layer.write(pos, values[start : start + pos.numel()])
             start += pos.numel()
 
     def valid_mask(self, global_ids) -> Tensor:
@@ -234,9 +234,34 @@ class SetaModel(nn.Module):
         return torch.stack(masks) if masks else torch.zeros(0, b, b, dtype=torch.bool)
 
     def block_parameters(self) -> list[nn.Parameter]:
-        """Every layer's stacked blocks. Use weight_decay=0 for these, so blocks outside the current
-        expert (zero gradient) stay bit-identical under a fresh Adam(W)."""
-        return [l.blocks for l in self.layers.values() if l.n_blocks]
+        """Every layer's stacked blocks (the working copies instead while `begin_training` is active).
+        Training the whole stack: use weight_decay=0, so blocks outside the current expert (zero
+        gradient) stay bit-identical under a fresh Adam(W)."""
+        return [l.train_blocks if l.train_blocks is not None else l.blocks
+                for l in self.layers.values() if l.n_blocks and (l.train_blocks is not None or l.blocks.requires_grad)]
+
+    def begin_training(self, global_ids) -> list[nn.Parameter]:
+        """Train only the blocks of global_ids, each layer's through a working copy (k_t, b, b): returns
+        those Parameters, for the optimizer. Gradients and optimizer state then cover the trained blocks,
+        not the whole stack; every read (forward, `get_blocks`) sees the working copies. The updates are
+        those of training the stack with weight_decay=0 (the other blocks get zero gradient). Call
+        `end_training` after the task to write them back."""
+        per = self.index.split(self._ids(global_ids))
+        params = []
+        for name, layer in self.layers.items():
+            if name in per:
+                p = layer.begin_training(layer.positions(per[name]))
+                params += [p] if p is not None else []
+            else:
+                layer.end_training()
+                layer.blocks.requires_grad_(False)  # not trained in this task
+        return params
+
+    def end_training(self) -> None:
+        """Write every working copy back into its stack; every stack requires grad again."""
+        for layer in self.layers.values():
+            layer.end_training()
+            layer.blocks.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Blocks + gate: the only parameters that require grad."""

@@ -102,3 +102,19 @@ def test_config_validation():
     cfg = TrainConfig(epochs=(1, 2))
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg and cfg.epochs_for(1) == 2
     assert math.isfinite(cfg.lr)
+
+
+@pytest.mark.parametrize("name", ["seta", "ewc"])
+def test_working_copy_trains_like_the_whole_stack(name, make_base, tok, tasks, tmp_path):
+    """The trainer's per-task working copies (optimizer state for S_t only) reach the weights and R of
+    the reference that puts every layer's whole stack in AdamW (weight decay 0: other blocks get zero
+    gradient)."""
+    fast, s_fast = _run(name, make_base, tok, tasks, tmp_path / "fast")
+
+    strategy = build_strategy(name, make_base(), tok, SPARSE)
+    strategy.trainable_parameters = strategy.seta.block_parameters  # the whole stacks, no working copy
+    ref = ContinualTrainer(strategy, tasks, TRAIN, tmp_path / "ref", progress=False).run()
+    ids = strategy.seta.allocated_ids()
+    assert torch.equal(ids, s_fast.seta.allocated_ids()) and ids.numel() > 0
+    torch.testing.assert_close(s_fast.seta.get_blocks(ids), strategy.seta.get_blocks(ids), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.array(fast.R, float), np.array(ref.R, float), atol=1e-6)

@@ -92,6 +92,10 @@ class Strategy:
         """Data term of the loss (LwF adds its distillation here); the loop adds ``penalty``."""
         return answer_token_loss(logits, batch["labels"], n_tokens)
 
+    def end_training(self, t: int) -> None:
+        """Called right after the optimisation of task t, before `after_task` (sparse strategies write
+        their working copy of the trained blocks back here)."""
+
     def after_task(self, t: int, task, probe_batches) -> None:
         """Called once after training on task t."""
 

@@ -91,10 +91,16 @@ class SparseBlocks(Strategy):
         with self.seta.no_experts():
             scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.config.probe_batches)))
         self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta)
+        self.current_task = t
         self.seta.set_task(t)
 
     def trainable_parameters(self):
-        return self.seta.block_parameters()
+        """The current task's blocks, through per-layer working copies (`SetaModel.begin_training`):
+        gradients and AdamW state cover S_t only, not every block earlier tasks allocated."""
+        return self.seta.begin_training(self.seta.registry.expert(self.current_task))
+
+    def end_training(self, t: int) -> None:
+        self.seta.end_training()
 
     def forward_logits(self, batch, t):
         return self.seta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
