@@ -45,3 +45,15 @@ def randomise_blocks(model, ids, seed=0, scale=0.2):
     ids = torch.as_tensor(ids).unique()
     b = model.config.block_size
     model.set_blocks(ids, scale * torch.randn(ids.numel(), b, b, generator=g))
+
+
+def two_task_seta(arch="llama", nf4=False, shared_score=10.0):
+    """Tasks 0 and 1 allocated at ratio 0.1; task 1 takes every other block of task 0 (shared) by giving
+    those blocks `shared_score`. Blocks still zero."""
+    seta = tiny_seta(arch, nf4)
+    n = seta.index.n_blocks
+    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.1)
+    scores1 = torch.linspace(2.0, 1.0, n, dtype=torch.float64)
+    scores1[seta.registry.expert(0)[::2]] = shared_score
+    seta.allocate(1, scores1, ratio=0.1)
+    return seta

@@ -7,17 +7,12 @@ import json
 import pytest
 import torch
 
-from seta.models import CONFIG_NAME, ExpertConfig, SetaModel, attach_experts, build_tiny_model
-from models_helpers import VOCAB, fresh_base, lm_batch, randomise_blocks, tiny_seta
+from seta.models import CONFIG_NAME, SetaModel, build_tiny_model
+from models_helpers import VOCAB, fresh_base, lm_batch, randomise_blocks, two_task_seta
 
 
 def _trained_two_task(arch="llama", nf4=False):
-    seta = tiny_seta(arch, nf4)
-    n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1, 2, n, dtype=torch.float64), ratio=0.1)
-    scores1 = torch.linspace(2, 1, n, dtype=torch.float64)
-    scores1[seta.registry.expert(0)[::2]] = 5.0
-    seta.allocate(1, scores1, ratio=0.1)
+    seta = two_task_seta(arch, nf4, shared_score=5.0)
     randomise_blocks(seta, seta.allocated_ids(), seed=7)
     g = torch.Generator().manual_seed(0)
     for t in (0, 1):

@@ -14,18 +14,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models_helpers import lm_batch, randomise_blocks, tiny_seta
+from models_helpers import lm_batch, randomise_blocks, two_task_seta
 from seta.core.anchoring import elastic_anchor_penalty
 
 
 def _two_tasks(arch="llama", nf4=False):
     """Task 0 and task 1 allocated (task 1 shares every other block of task 0), blocks randomised."""
-    seta = tiny_seta(arch, nf4)
-    n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.1)
-    scores1 = torch.linspace(2.0, 1.0, n, dtype=torch.float64)
-    scores1[seta.registry.expert(0)[::2]] = 10.0
-    seta.allocate(1, scores1, ratio=0.1)
+    seta = two_task_seta(arch, nf4)
     randomise_blocks(seta, seta.allocated_ids())
     seta.train()
     seta.set_task(1)

@@ -1,22 +1,16 @@
 """reproduce/run_all.py: bad input ends with a clear message and a non-zero exit; --dry-run plans memory."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[2]
+from reproduce_helpers import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def cli():
-    sys.path.insert(0, str(ROOT / "reproduce"))
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "reproduce" / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("run_all").main
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,12 @@
 """run_all --general-data: the method's routing inside the lm-eval forward, results and table."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from reproduce_helpers import ROOT, load_script  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests" / "eval"))
 from harness_data import write_general_ability_fixture  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
@@ -21,11 +19,7 @@ from seta.train.strategies import SparseConfig, build_strategy  # noqa: E402
 
 @pytest.fixture(scope="module")
 def run_all():
-    sys.path.insert(0, str(ROOT / "reproduce"))
-    spec = importlib.util.spec_from_file_location("run_all_general", ROOT / "reproduce" / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_all", "run_all_general")
 
 
 @pytest.fixture(scope="module")

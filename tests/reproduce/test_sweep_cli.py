@@ -1,23 +1,16 @@
 """reproduce/sweep.py: one run per value, the value reaches the strategy, clear errors on bad input."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[2]
+from reproduce_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def cli():
-    sys.path.insert(0, str(ROOT / "reproduce"))
-    spec = importlib.util.spec_from_file_location("sweep", ROOT / "reproduce" / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("sweep").main
 
 
 @pytest.mark.parametrize(
