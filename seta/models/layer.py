@@ -55,7 +55,7 @@ class SparseBlockLinear(nn.Module):
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self._route: tuple[Tensor, Tensor | None] | None = None  # (positions (k,), weights (B, k) | None)
-        self._route_index = None  # (route, _rows, rows (k,), cols (k,)), built once per route
+        self._route_index = None  # (route, _rows, rows (k,), cols (k,), read plan), built once per route
         self._inference = None  # per-route tensors of the no-grad path, see _inference_plan
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
         self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
@@ -153,16 +153,25 @@ class SparseBlockLinear(nn.Module):
         trains them (the stack, or the working copy for its positions)."""
         pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
         if self.train_blocks is None:
-            return self.blocks if pos.numel() == self.n_blocks and bool((pos == torch.arange(
-                self.n_blocks, device=pos.device)).all()) else self.blocks.index_select(0, pos)
+            return self.blocks.index_select(0, pos)
+        return self._read(pos, self._read_plan(pos))
+
+    def _read_plan(self, pos: Tensor):
+        """How `_read` assembles pos (k,) from stack and working copy: None when pos is exactly the
+        trained blocks, else (hit (h,), src (h,)): the entries of pos that are trained, and their rows
+        in the working copy. Synchronises with the device: the forward builds it once per route."""
         slot = self._train_slot.index_select(0, pos)  # (k,)
-        hit = torch.nonzero(slot >= 0).reshape(-1)
         if pos.numel() == self.train_blocks.shape[0] and bool((slot == torch.arange(pos.numel(), device=pos.device)).all()):
-            return self.train_blocks  # the route is exactly the trained blocks, in order
+            return None
+        hit = torch.nonzero(slot >= 0).reshape(-1)
+        return hit, slot.index_select(0, hit)
+
+    def _read(self, pos: Tensor, plan) -> Tensor:
+        if plan is None:
+            return self.train_blocks  # the trained blocks, in order
+        hit, src = plan
         out = self.blocks.detach().index_select(0, pos)
-        if hit.numel() == 0:
-            return out
-        return out.index_copy(0, hit, self.train_blocks.index_select(0, slot.index_select(0, hit)))
+        return out if hit.numel() == 0 else out.index_copy(0, hit, self.train_blocks.index_select(0, src))
 
     @torch.no_grad()
     def write(self, positions: Tensor, values: Tensor) -> None:
@@ -200,12 +209,14 @@ class SparseBlockLinear(nn.Module):
 
     def _routed_index(self) -> tuple[Tensor, Tensor]:
         """Block coordinates (rows, cols) of the current route, gathered once per route (positions never
-        move; a new route, growth or a device move replaces the tensors this is keyed on)."""
+        move; a new route, growth or a device move replaces the tensors this is keyed on). With a
+        working copy, the route's `_read_plan` is cached alongside (begin/end_training drop the cache)."""
         cached = self._route_index
         if cached is None or cached[0] is not self._route or cached[1] is not self._rows:
             pos = self._route[0]
             with torch.inference_mode(False):  # normal tensors: training may reuse a route cached in eval
-                cached = (self._route, self._rows, self._rows.index_select(0, pos), self._cols.index_select(0, pos))
+                plan = self._read_plan(pos) if self.train_blocks is not None else None
+                cached = (self._route, self._rows, self._rows.index_select(0, pos), self._cols.index_select(0, pos), plan)
             self._route_index = cached
         return cached[2], cached[3]
 
@@ -259,10 +270,12 @@ class SparseBlockLinear(nn.Module):
                                None if result.dtype == blocks_t.dtype else slots)
         pos, w = self._route
         rows, cols = self._routed_index()
-        if pos.numel() == self.n_blocks and self.train_blocks is None:  # every block (sorted & unique)
+        if self.train_blocks is not None:  # (k, b, b); grads reach the working copy
+            blocks = self._read(pos, self._route_index[4])
+        elif pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
             blocks = self.blocks
         else:
-            blocks = self.read(pos)  # (k, b, b); grads reach the stack or the working copy
+            blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
         if w is not None:
             w = self._example_weights(w, x.shape[0], dim=0).to(blocks.dtype)
         delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, w)
