@@ -9,8 +9,11 @@ from seta.train.gate_training import GateTrainConfig
 from seta.train.pretrain import PretrainConfig
 from seta.train.strategies import SparseConfig
 
-ALL_METHODS = ["seta", "seqft-sparse", "seq-lora", "o-lora", "ewc", "replay", "independent", "mtl"]
-ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-oracle", "seta-soft"]
+# the default list: SETA, its two diagnostic ablations (oracle routing: routing errors vs forgetting; raw
+# allocation: the allocation rule), and every baseline
+ALL_METHODS = ["seta", "seta-oracle", "seta-raw", "seqft-sparse", "seq-lora", "o-lora", "ewc", "replay", "lwf",
+               "independent", "mtl"]
+ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-soft"]
 
 
 @dataclass(frozen=True)

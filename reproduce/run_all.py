@@ -265,6 +265,7 @@ def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: 
             allocated_params=[r.allocated_params for r in runs] if runs[0].allocated_params is not None else None,
             wall_s=[r.wall_s for r in runs], peak_mem_mb=[r.peak_mem_mb for r in runs],
             routing_confusion=runs[0].routing_confusion,
+            per_task=[r.extra.get("per_task") for r in runs] if runs[0].extra.get("per_task") else None,
         ))
     growth = None
     if "seta" in results and results["seta"][0].extra.get("growth"):

@@ -29,6 +29,7 @@ from run_all import run  # noqa: E402
 from seta.train.strategies import STRATEGIES, SparseConfig  # noqa: E402
 
 NUMERIC = [f.name for f in fields(SparseConfig) if f.type in ("float", "int") and f.name != "block_size"]
+CHOICES = ["allocation", "routing"]  # named settings: --values lists names
 
 
 def _floats(text: str, option: str) -> list[float]:
@@ -46,7 +47,7 @@ def _summary(out_dir: Path, method: str) -> dict:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--param", type=click.Choice(NUMERIC), default="anchor_lambda", show_default=True,
+@click.option("--param", type=click.Choice(NUMERIC + CHOICES), default="anchor_lambda", show_default=True,
               help="SparseConfig field to vary.")
 @click.option("--values", default="0.1,0.3,1,3,10,30", show_default=True, help="Comma-separated values.")
 @click.option("--method", default="seta", show_default=True, help="Method whose setting is swept.")
@@ -62,7 +63,12 @@ def _summary(out_dir: Path, method: str) -> dict:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def main(param, values, method, references, preset, seeds, out, model_path, data_dir, resume, quick, no_progress):
     """Run METHOD once per value of PARAM and plot OP and BWT against it."""
-    vals = _floats(values, "--values")
+    if param in CHOICES:
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not vals:
+            raise click.BadParameter("give at least one value", param_hint="--values")
+    else:
+        vals = _floats(values, "--values")
     seed_list = [int(s) for s in _floats(seeds, "--seeds")]
     refs = [m.strip() for m in references.split(",") if m.strip()]
     unknown = [m for m in [method, *refs] if m not in STRATEGIES]
@@ -75,7 +81,7 @@ def main(param, values, method, references, preset, seeds, out, model_path, data
     if cfg.needs_model_path and (model_path is None or data_dir is None):
         raise click.UsageError(f"--preset {preset} needs --model PATH and --data-dir PATH")
     out_dir = Path(out or f"results/sweep-{param}")
-    cast = int if param in ("probe_batches", "fisher_batches", "soft_k") else float
+    cast = int if param in ("probe_batches", "fisher_batches", "soft_k") else str if param in CHOICES else float
     try:
         rows = []
         for v in vals:
@@ -83,16 +89,19 @@ def main(param, values, method, references, preset, seeds, out, model_path, data
                 point = replace(cfg, sparse=replace(cfg.sparse, **{param: cast(v)}))
             except ValueError as err:
                 raise click.BadParameter(str(err), param_hint="--values")
-            run_dir = out_dir / f"{param}={v:g}"
+            run_dir = out_dir / f"{param}={v if isinstance(v, str) else format(v, 'g')}"
             run(point, [method], seed_list, run_dir, model_path, data_dir, resume, not no_progress)
-            rows.append({"value": v, **{k: _summary(run_dir, method)[k] for k in ("OP", "OP_std", "BWT", "BWT_std")}})
+            rows.append({"value": v, **{k: _summary(run_dir, method).get(k) for k in KEYS}})
         ref_rows = {}
         if refs:
             run(cfg, refs, seed_list, out_dir / "references", model_path, data_dir, resume, not no_progress)
-            ref_rows = {m: {k: _summary(out_dir / "references", m)[k] for k in ("OP", "BWT")} for m in refs}
+            ref_rows = {m: {k: _summary(out_dir / "references", m).get(k) for k in ("OP", "BWT", "LA")} for m in refs}
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err))
     write_sweep(out_dir, param, method, seed_list, rows, ref_rows)
+
+
+KEYS = ("OP", "OP_std", "BWT", "BWT_std", "LA", "LA_std")
 
 
 def write_sweep(out_dir: Path, param: str, method: str, seeds, rows: list[dict], refs: dict) -> None:
@@ -107,9 +116,12 @@ def write_sweep(out_dir: Path, param: str, method: str, seeds, rows: list[dict],
         return "—" if m is None else f"{m:.1f}" + ("" if s is None or math.isnan(s) else f" ± {s:.1f}")
 
     lines = [f"# Sweep of `{param}` for `{method}` (seeds {', '.join(map(str, seeds))})", "",
-             f"| {param} | OP | BWT |", "|---:|---:|---:|"]
-    lines += [f"| {r['value']:g} | {pm(r['OP'], r['OP_std'])} | {pm(r['BWT'], r['BWT_std'])} |" for r in rows]
-    lines += [f"| {name} (reference) | {pm(r['OP'], None)} | {pm(r['BWT'], None)} |" for name, r in refs.items()]
+             f"| {param} | OP | BWT | LA |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['value'] if isinstance(r['value'], str) else format(r['value'], 'g')} | "
+              f"{pm(r['OP'], r['OP_std'])} | {pm(r['BWT'], r['BWT_std'])} | {pm(r.get('LA'), r.get('LA_std'))} |"
+              for r in rows]
+    lines += [f"| {name} (reference) | {pm(r['OP'], None)} | {pm(r['BWT'], None)} | {pm(r.get('LA'), None)} |"
+              for name, r in refs.items()]
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     plot_sweep(param, [r["value"] for r in rows], [r["OP"] for r in rows], [r["OP_std"] for r in rows],
                [r["BWT"] for r in rows], [r["BWT_std"] for r in rows], out_dir / "sweep.png",

@@ -3,11 +3,18 @@
 Method spec §2. Block ids here are global ids (see ``BlockIndex``).
 
     k        = ceil(ρ · N)                                    (budget per task)
-    score'_B = score_B · (1 + β · [B already owned])          (reuse bonus)
+    ŝ_B      = T(score)_B                                      (comparable across matrices, below)
+    score'_B = ŝ_B · (1 + β · [B already owned])              (reuse bonus)
     S_t      = top-k of score' (ties → lower block id)
     O(B)    ← O(B) ∪ {t}  for B ∈ S_t
     unique_t = {B ∈ S_t : O(B) = {t}},  shared = {B : |O(B)| ≥ 2}
     growth   = |∪_j S_j| / Σ_j |S_j|                          (1.0 = independent experts)
+
+Comparable scores (method spec §2, revised). Raw squared gradients differ 10-100x between matrices,
+so one model-wide top-k on them puts the whole budget into one or two matrices. The rule T:
+    raw           ŝ_B = s_B                                     (the old rule, kept as an ablation)
+    matrix-mean   ŝ_B = s_B / mean_{B' ∈ M(B)} s_B'             (M(B): the blocks of B's weight matrix)
+    matrix-budget each matrix m gets k_m ∝ |m| blocks (largest remainder, Σ_m k_m = k), top-k_m inside m
 """
 
 from __future__ import annotations
@@ -50,6 +57,71 @@ def select_blocks(scores: Tensor, k: int, owned: Tensor | None = None, beta: flo
     k = min(int(k), s.numel())
     order = torch.sort(-s, stable=True).indices  # stable: equal scores keep id order
     return order[:k].sort().values
+
+
+ALLOCATION_RULES = ("raw", "matrix-mean", "matrix-budget")
+
+
+def _check_sizes(sizes, n: int) -> list[int]:
+    sizes = [int(v) for v in sizes]
+    if any(v < 1 for v in sizes) or sum(sizes) != n:
+        raise ValueError(f"matrix sizes must be positive and sum to the {n} scores, got {sizes}")
+    return sizes
+
+
+def matrix_mean_normalise(scores: Tensor, sizes) -> Tensor:
+    """ŝ_B = s_B / mean_{B' ∈ M(B)} s_B' for each weight matrix M (a matrix whose scores are all 0 stays 0).
+
+    scores: (N,) with the blocks of each matrix contiguous (global ids, `BlockIndex` order);
+    sizes: blocks per matrix, in that order. Invariant to a positive rescaling of any one matrix.
+    """
+    s = torch.as_tensor(scores).double()
+    out = []
+    for part in torch.split(s, _check_sizes(sizes, s.numel())):
+        mean = part.mean()
+        out.append(part / mean if float(mean) > 0 else part.clone())
+    return torch.cat(out)
+
+
+def matrix_budgets(k: int, sizes) -> list[int]:
+    """k_m = ⌊k·|m|/N⌋ plus one for the largest remainders (ties → earlier matrix); Σ_m k_m = min(k, N)."""
+    sizes = _check_sizes(sizes, sum(int(v) for v in sizes))
+    n = sum(sizes)
+    k = min(int(k), n)
+    quota = [k * v / n for v in sizes]
+    ks = [min(v, math.floor(q + 1e-9)) for v, q in zip(sizes, quota)]
+    order = sorted(range(len(sizes)), key=lambda m: (-(quota[m] - ks[m]), m))
+    i = 0
+    while sum(ks) < k:  # hand out the rest by largest remainder, skipping full matrices
+        m = order[i % len(order)]
+        if ks[m] < sizes[m]:
+            ks[m] += 1
+        i += 1
+    return ks
+
+
+def allocate_blocks(scores: Tensor, k: int, sizes, rule: str = "matrix-mean", owned: Tensor | None = None,
+                    beta: float = 0.0) -> Tensor:
+    """S_t under allocation rule T (see the module docstring): raw / matrix-mean → one model-wide
+    top-k of T(s)·(1 + β·owned); matrix-budget → top-k_m of s·(1 + β·owned) inside each matrix m.
+    scores (N,), sizes: blocks per matrix (contiguous in id order). Returns sorted global ids."""
+    if rule not in ALLOCATION_RULES:
+        raise ValueError(f"allocation rule must be one of {ALLOCATION_RULES}, got {rule!r}")
+    scores = torch.as_tensor(scores)
+    sizes = _check_sizes(sizes, scores.numel())
+    if rule == "raw":
+        return select_blocks(scores, k, owned, beta)
+    if rule == "matrix-mean":
+        if not torch.isfinite(scores).all():
+            raise ValueError("sensitivity scores contain NaN or inf; check the probe's loss")
+        return select_blocks(matrix_mean_normalise(scores, sizes), k, owned, beta)
+    owned_parts = torch.split(torch.as_tensor(owned, dtype=torch.bool), sizes) if owned is not None else [None] * len(sizes)
+    picked, start = [], 0
+    for part, own, k_m in zip(torch.split(scores, sizes), owned_parts, matrix_budgets(k, sizes)):
+        if k_m:
+            picked.append(select_blocks(part, k_m, own, beta) + start)
+        start += part.numel()
+    return torch.cat(picked).sort().values if picked else torch.zeros(0, dtype=torch.long)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,12 @@
 
     L_anchor = sum_B (lambda_B / 2) sum_{e in B} F_{B,e} (theta_{B,e} - theta*_{B,e})^2
     lambda_B = lambda * (number of earlier owners of B)
-    F        <- F / mean(F over all anchored elements)      (so lambda is free of the loss scale)
-    F_B      <- gamma * F_B + F_B^(t)                         (online merge after task t)
+    F        <- F / mean(F over all anchored elements)      (free of the Fisher's scale, not of the loss's)
+    SETA:  F_B <- (n_B * F_B + F_B^(t)) / (n_B + 1)          (running mean over B's n_B earlier owners)
+    EWC:   F   <- gamma * F + F^(t)                           (online EWC merge after task t)
+
+With F a mean over owners, the stiffness lambda_B * F_B grows linearly with the owners (summing F
+and also multiplying by the owner count would give n^2).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ __all__ = [
     "elastic_anchor_penalty",
     "normalise_fisher",
     "merge_fisher",
+    "mean_fisher",
     "adaptive_strength",
     "ewc_penalty",
 ]
@@ -80,6 +85,25 @@ def merge_fisher(old: Tensor | None, new: Tensor, gamma: float = 1.0) -> Tensor:
     if old.shape != new.shape:
         raise ValueError(f"old {tuple(old.shape)} and new {tuple(new.shape)} Fisher shapes differ")
     return gamma * old + new
+
+
+def mean_fisher(old: Tensor | None, new: Tensor, n_old: Tensor | int) -> Tensor:
+    """Running mean over owners: F <- (n_old * F_old + F_new) / (n_old + 1).
+
+    old, new: (k, ...) (old None or n_old == 0: F <- F_new); n_old: (k,) or an int, the number of
+    tasks already averaged into each block's F_old.
+    """
+    n = torch.as_tensor(n_old, dtype=torch.float64)
+    if (n < 0).any():
+        raise ValueError("n_old must be >= 0")
+    if old is None:
+        if bool((n != 0).any()):
+            raise ValueError("n_old > 0 needs the old Fisher")
+        return new.clone()
+    if old.shape != new.shape:
+        raise ValueError(f"old {tuple(old.shape)} and new {tuple(new.shape)} Fisher shapes differ")
+    n = n.reshape(n.shape + (1,) * (new.dim() - n.dim())).to(new.dtype) if n.dim() else n.to(new.dtype)
+    return (n * old + new) / (n + 1)
 
 
 def adaptive_strength(n_earlier_owners: Tensor, lam: float) -> Tensor:

@@ -6,6 +6,7 @@ i, j = 1..n, b_j = the base model's score on task j, and
     OP  = (1/n) sum_{j=1..n} R[n][j]
     BWT = 1/(n-1) sum_{j=1..n-1} (R[n][j] - R[j][j])
     FWT = 1/(n-1) sum_{j=2..n} (R[j-1][j] - b_j)
+    LA  = (1/n) sum_{j=1..n} R[j][j]            (learning accuracy: plasticity, the just-learned score)
 
 Code convention (0-based): R[i][j] with i, j = 0..n-1, so the spec's R[n][j] is R[n-1][j-1] here.
 R may be a list of lists or a numpy array; entries never read (e.g. tasks not yet seen) may be NaN.
@@ -19,7 +20,8 @@ import math
 
 import numpy as np
 
-__all__ = ["overall_performance", "backward_transfer", "forward_transfer", "per_task_rows", "summary"]
+__all__ = ["overall_performance", "backward_transfer", "forward_transfer", "learning_accuracy", "per_task_rows",
+           "summary"]
 
 
 def _matrix(R) -> np.ndarray:
@@ -58,6 +60,14 @@ def backward_transfer(R) -> float:
     if n == 1:
         return 0.0
     return sum(_read(m, n - 1, j) - _read(m, j, j) for j in range(n - 1)) / (n - 1)
+
+
+def learning_accuracy(R) -> float:
+    """LA = (1/n) sum_j R[j][j] (0-based and spec alike: the mean score of each task just after
+    training it). A method that learns nothing forgets nothing (BWT ≈ 0) but has a low LA."""
+    m = _matrix(R)
+    n = m.shape[0]
+    return sum(_read(m, j, j) for j in range(n)) / n
 
 
 def forward_transfer(R, base_scores) -> float:
@@ -100,9 +110,10 @@ def per_task_rows(R, base_scores=None) -> list[dict]:
 
 
 def summary(R, base_scores=None) -> dict:
-    """{"op", "bwt", "fwt"}; fwt is nan without base_scores."""
+    """{"op", "bwt", "la", "fwt"}; fwt is nan without base_scores."""
     return {
         "op": overall_performance(R),
         "bwt": backward_transfer(R),
+        "la": learning_accuracy(R),
         "fwt": forward_transfer(R, base_scores) if base_scores is not None else float("nan"),
     }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seta.core.metrics import backward_transfer, forward_transfer, overall_performance
+from seta.core.metrics import backward_transfer, forward_transfer, learning_accuracy, overall_performance
 
 
 # ------------------------------------------------------------------ R matrix
@@ -65,11 +65,12 @@ def r_matrix_from_records(records: Sequence[Mapping], tasks: Sequence[str]) -> n
 # ------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class ContinualMetrics:
-    """OP, BWT, FWT of one R (scores 0-100); NaN where not computable."""
+    """OP, BWT, FWT, LA of one R (scores 0-100); NaN where not computable."""
 
     OP: float
     BWT: float
     FWT: float
+    LA: float = math.nan
 
 
 def fwt_available(R: np.ndarray, base_scores) -> bool:
@@ -88,8 +89,10 @@ def continual_metrics(R, base_scores=None) -> ContinualMetrics:
     R = np.asarray(R, dtype=np.float64)
     fwt = forward_transfer(R, base_scores) if fwt_available(R, base_scores) else math.nan
     n = R.shape[0]
-    bwt = backward_transfer(R) if all(np.isfinite(R[j, j]) for j in range(n)) else math.nan
-    return ContinualMetrics(OP=overall_performance(R), BWT=bwt, FWT=fwt)
+    diag = all(np.isfinite(R[j, j]) for j in range(n))
+    bwt = backward_transfer(R) if diag else math.nan
+    la = learning_accuracy(R) if diag else math.nan
+    return ContinualMetrics(OP=overall_performance(R), BWT=bwt, FWT=fwt, LA=la)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -114,6 +117,8 @@ class SeedAggregate:
     BWT_std: float
     FWT: float
     FWT_std: float
+    LA: float
+    LA_std: float
     per_seed: tuple[ContinualMetrics, ...]
 
 
@@ -140,11 +145,12 @@ def aggregate_seeds(Rs: Sequence, base_scores=None) -> SeedAggregate:
     op, op_s = mean_std([m.OP for m in per_seed])
     bwt, bwt_s = mean_std([m.BWT for m in per_seed])
     fwt, fwt_s = mean_std([m.FWT for m in per_seed])
+    la, la_s = mean_std([m.LA for m in per_seed])
     R_mean = stack.mean(axis=0)
     R_std = stack.std(axis=0, ddof=1) if S > 1 else np.full((n, n), np.nan)
     return SeedAggregate(
         R_mean=R_mean, R_std=R_std, final_mean=R_mean[-1].copy(), final_std=R_std[-1].copy(),
-        OP=op, OP_std=op_s, BWT=bwt, BWT_std=bwt_s, FWT=fwt, FWT_std=fwt_s, per_seed=per_seed,
+        OP=op, OP_std=op_s, BWT=bwt, BWT_std=bwt_s, FWT=fwt, FWT_std=fwt_s, LA=la, LA_std=la_s, per_seed=per_seed,
     )
 
 

@@ -80,14 +80,16 @@ def plot_op_bwt(names: Sequence[str], op, op_std, bwt, bwt_std, path) -> Path:
     return _save(fig, path)
 
 
-def plot_sweep(param: str, values: Sequence[float], op, op_std, bwt, bwt_std, path,
+def plot_sweep(param: str, values: Sequence[float | str], op, op_std, bwt, bwt_std, path,
                references: Mapping[str, tuple[float, float]] | None = None) -> Path:
-    """OP and BWT of one method as a setting varies (log x when every value is > 0), ± std bars.
+    """OP and BWT of one method as a setting varies (log x when every value is > 0; evenly spaced and
+    labelled when the values are names, e.g. allocation rules), ± std bars.
 
     references: {name: (OP, BWT)} of other methods, drawn as dashed horizontal lines."""
     if not (len(values) == len(op) == len(bwt) == len(op_std) == len(bwt_std)):
         raise ValueError(f"need one OP/BWT per value: {len(values)} values, {len(op)} OP, {len(bwt)} BWT")
-    x = np.asarray(values, dtype=np.float64)
+    names = [str(v) for v in values] if any(isinstance(v, str) for v in values) else None
+    x = np.arange(len(values), dtype=np.float64) if names else np.asarray(values, dtype=np.float64)
     fig = Figure(figsize=(8.5, 3.6))
     for k, (vals, errs, label) in enumerate([(op, op_std, "OP"), (bwt, bwt_std, "BWT")]):
         ax = fig.add_subplot(1, 2, k + 1)
@@ -95,7 +97,9 @@ def plot_sweep(param: str, values: Sequence[float], op, op_std, bwt, bwt_std, pa
         ax.errorbar(x, [_nan(a) for a in vals], yerr=e, fmt="o-", capsize=3, color="C0", label="this sweep")
         for i, (name, ref) in enumerate((references or {}).items()):
             ax.axhline(_nan(ref[k]), linestyle="--", linewidth=1, color=f"C{i + 1}", label=name)
-        if (x > 0).all():
+        if names:
+            ax.set_xticks(x, names)
+        elif (x > 0).all():
             ax.set_xscale("log")
         ax.set_xlabel(param)
         ax.set_title(label)

@@ -5,9 +5,12 @@ and, for SETA, optionally a `GrowthCurve` and a `BlockMap`; `write_report`
 does the rest. ``summary.json`` schema (issue 6), NaN written as null:
 
     {"preset": str, "tasks": [str], "seeds": [int],
-     "methods": {NAME: {"R": [[float|null]] (mean over seeds), "OP", "BWT", "FWT",
-                        "OP_std", "BWT_std", "routing_acc", "trainable_params",
-                        "allocated_params", "wall_s", "peak_mem_mb"}}}
+     "methods": {NAME: {"R": [[float|null]] (mean over seeds), "OP", "BWT", "FWT", "LA",
+                        "OP_std", "BWT_std", "LA_std", "routing_acc", "trainable_params",
+                        "allocated_params", "wall_s", "peak_mem_mb",
+                        "per_task": [per seed: [per task: {...}]] (what the strategy logged)}}}
+
+LA (learning accuracy) = mean_j R[j][j], the plasticity beside OP and BWT.
 
 Scores, OP/BWT/FWT and routing accuracy are on a 0-100 scale; stds are sample
 stds over seeds (null with one seed); per-seed extras are averaged.
@@ -28,7 +31,7 @@ import numpy as np
 from seta.eval import plots
 from seta.eval.continual import SeedAggregate, aggregate_seeds
 
-METHOD_KEYS = ("R", "OP", "BWT", "FWT", "OP_std", "BWT_std", "routing_acc", "trainable_params",
+METHOD_KEYS = ("R", "OP", "BWT", "FWT", "LA", "OP_std", "BWT_std", "LA_std", "routing_acc", "trainable_params",
                "allocated_params", "wall_s", "peak_mem_mb")
 
 PerSeed = float | Sequence[float] | None
@@ -56,6 +59,8 @@ class MethodResult:
     """Peak memory in MB (GPU if used, else CPU RSS), per seed or one number."""
     routing_confusion: Sequence | None = None
     """(n, n) routing counts summed over seeds, rows = true task, columns = routed task."""
+    per_task: Sequence | None = None
+    """Per seed, one dict per task of what the run logged (losses, allocation figures); None if none."""
 
     def __post_init__(self):
         if not self.name:
@@ -158,12 +163,15 @@ def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], metho
         a = aggs[m.name]
         alloc = _mean(m.allocated_params)
         entry = {
-            "R": a.R_mean, "OP": a.OP, "BWT": a.BWT, "FWT": a.FWT, "OP_std": a.OP_std, "BWT_std": a.BWT_std,
+            "R": a.R_mean, "OP": a.OP, "BWT": a.BWT, "FWT": a.FWT, "LA": a.LA, "OP_std": a.OP_std,
+            "BWT_std": a.BWT_std, "LA_std": a.LA_std,
             "routing_acc": _mean(m.routing_acc),
             "trainable_params": None if m.trainable_params is None else int(m.trainable_params),
             "allocated_params": None if alloc is None else int(round(alloc)),
             "wall_s": _mean(m.wall_s), "peak_mem_mb": _mean(m.peak_mem_mb),
         }
+        if m.per_task is not None:
+            entry["per_task"] = list(m.per_task)
         out["methods"][m.name] = _json_clean(entry)
     return out
 
@@ -219,13 +227,14 @@ def render_markdown(preset: str, tasks: Sequence[str], seeds: Sequence[int], met
     parameters, time, memory), mean ± std over seeds; then each method's mean R."""
     _check(tasks, seeds, methods)
     aggs = aggregates or aggregate(methods)
-    head = [*tasks, "OP", "BWT", "FWT", "Routing acc.", "Trainable", "Allocated", "Time (s)", "Peak mem (MB)"]
+    head = [*tasks, "OP", "BWT", "LA", "FWT", "Routing acc.", "Trainable", "Allocated", "Time (s)", "Peak mem (MB)"]
     lines = [
         f"# Results: preset `{preset}`",
         "",
         f"Tasks in training order: {', '.join(tasks)}. Seeds: {', '.join(map(str, seeds))}. "
         "Scores 0–100, final per-task scores after the whole stream; mean ± sample std over seeds "
-        "(no std with one seed); — = not applicable or not measured.",
+        "(no std with one seed); LA = mean just-learned score R[j][j] (plasticity); "
+        "— = not applicable or not measured.",
         "",
         "| Method | " + " | ".join(head) + " |",
         "|---|" + "---:|" * len(head),
@@ -233,7 +242,7 @@ def render_markdown(preset: str, tasks: Sequence[str], seeds: Sequence[int], met
     for m in methods:
         a = aggs[m.name]
         cells = [_pm(v, s) for v, s in zip(a.final_mean, a.final_std)]
-        cells += [_pm(a.OP, a.OP_std), _pm(a.BWT, a.BWT_std), _pm(a.FWT, a.FWT_std), _per_seed_pm(m.routing_acc),
+        cells += [_pm(a.OP, a.OP_std), _pm(a.BWT, a.BWT_std), _pm(a.LA, a.LA_std), _pm(a.FWT, a.FWT_std), _per_seed_pm(m.routing_acc),
                   _params(m.trainable_params), _params(_mean(m.allocated_params)), _per_seed_pm(m.wall_s, 0),
                   _per_seed_pm(m.peak_mem_mb, 0)]
         lines.append(f"| {m.name} | " + " | ".join(cells) + " |")

@@ -33,6 +33,8 @@ memory once many tasks are stored. The stack stays the one storage of every bloc
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -147,6 +149,19 @@ class SparseBlockLinear(nn.Module):
         self.train_blocks, self._train_slot, self._train_pos = None, None, None
         self.blocks.requires_grad_(True)
         self.restore_route(self._route)
+
+    @contextlib.contextmanager
+    def stored_values(self):
+        """Within: forward and `read` see the values stored in the stack, the working copy set aside
+        (the stack is written only by `end_training`, so this is the layer as training began)."""
+        saved = (self.train_blocks, self._train_slot, self._train_pos)
+        self.train_blocks = self._train_slot = self._train_pos = None
+        self.restore_route(self._route)
+        try:
+            yield self
+        finally:
+            self.train_blocks, self._train_slot, self._train_pos = saved
+            self.restore_route(self._route)
 
     def read(self, positions: Tensor) -> Tensor:
         """Current values of the blocks at stack `positions` (k, b, b), differentiable w.r.t. whatever

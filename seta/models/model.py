@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seta.core.allocation import OwnershipRegistry, budget, select_blocks
-from seta.core.anchoring import merge_fisher
+from seta.core.allocation import OwnershipRegistry, allocate_blocks, budget
+from seta.core.anchoring import mean_fisher, merge_fisher
 from seta.core.blocks import BlockIndex
 from seta.models.gate import FeatureCache, Router
 from seta.models.layer import SparseBlockLinear, keep_4bit_differentiable, supported_linear, wrap_linear
@@ -97,31 +97,34 @@ def find_targets(model: nn.Module, patterns) -> list[str]:
 
 
 class BlockAnchors:
-    """θ*_B (value at the end of the last task that trained B) and merged element-wise Fisher F_B,
-    keyed by global block id (`ids` sorted): F_B ← γ·F_B + F_B^(t), θ*_B ← θ_B after task t."""
+    """θ*_B (value at the end of the last task that trained B), element-wise Fisher F_B and n_B (the
+    number of tasks merged into F_B), keyed by global block id (`ids` sorted). After task t, for B ∈ S_t:
+    θ*_B ← θ_B and F_B ← (n_B F_B + F_B^(t)) / (n_B + 1) (SETA's running mean over owners), or
+    F_B ← γ F_B + F_B^(t) when `gamma` is given (online EWC); n_B ← n_B + 1."""
 
     def __init__(self, block_size: int):
         b = block_size
         self.ids = torch.zeros(0, dtype=torch.long)
         self.values = torch.zeros(0, b, b)
         self.fisher = torch.zeros(0, b, b)
+        self.count = torch.zeros(0, dtype=torch.long)
 
-    def update(self, ids: Tensor, values: Tensor, fisher: Tensor, gamma: float = 1.0) -> None:
-        """ids (k,) sorted unique; values, fisher (k, b, b)."""
+    def update(self, ids: Tensor, values: Tensor, fisher: Tensor, gamma: float | None = None) -> None:
+        """ids (k,) sorted unique; values, fisher (k, b, b). gamma None: running mean; else F ← γF + F_t."""
         ids = ids.cpu()
-        old = dict(zip(self.ids.tolist(), range(self.ids.numel())))
         all_ids = torch.unique(torch.cat([self.ids, ids]), sorted=True)
-        pos = {g: i for i, g in enumerate(all_ids.tolist())}
+        keep = torch.searchsorted(all_ids, self.ids)  # old entries' rows in the new tables
         vals = torch.zeros(all_ids.numel(), *values.shape[1:])
-        fish = torch.zeros_like(vals)
-        if self.ids.numel():
-            keep = torch.tensor([pos[g] for g in self.ids.tolist()])
-            vals[keep], fish[keep] = self.values, self.fisher
-        for i, g in enumerate(ids.tolist()):
-            prev = self.fisher[old[g]] if g in old else None
-            vals[pos[g]] = values[i].detach().float().cpu()
-            fish[pos[g]] = merge_fisher(prev, fisher[i].detach().float().cpu(), gamma)
-        self.ids, self.values, self.fisher = all_ids, vals, fish
+        fish, count = torch.zeros_like(vals), torch.zeros(all_ids.numel(), dtype=torch.long)
+        vals[keep], fish[keep], count[keep] = self.values, self.fisher, self.count
+        rows = torch.searchsorted(all_ids, ids)
+        new_f = fisher.detach().float().cpu()
+        n_old = count[rows]
+        fish[rows] = (mean_fisher(fish[rows], new_f, n_old) if gamma is None
+                      else torch.where((n_old > 0)[:, None, None], merge_fisher(fish[rows], new_f, gamma), new_f))
+        vals[rows] = values.detach().float().cpu()
+        count[rows] = n_old + 1
+        self.ids, self.values, self.fisher, self.count = all_ids, vals, fish, count
 
     def lookup(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(found (k,) bool, anchor (m, b, b), fisher (m, b, b)) for the found ids, in ids' order."""
@@ -190,11 +193,13 @@ class SetaModel(nn.Module):
         parts = [self.index.to_global(n, l.local_ids.cpu()) for n, l in self.layers.items()]
         return torch.cat(parts).sort().values
 
-    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1):
-        """Split-on-Share for `task`: S_t = top-k(score · (1 + β·owned)), k = ceil(ρ N); records ownership,
-        creates the new blocks and a gate output. Returns the core `Allocation`."""
+    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1, rule: str = "matrix-mean"):
+        """Split-on-Share for `task`: S_t = top-k(T(score) · (1 + β·owned)), k = ceil(ρ N), T the allocation
+        rule (`seta.core.allocation`: raw, matrix-mean, matrix-budget); records ownership, creates the new
+        blocks and a gate output. Returns the core `Allocation`."""
         k = budget(self.index.n_blocks, ratio)
-        selected = select_blocks(scores, k, self.registry.owned(), beta)
+        sizes = [g.n_blocks for g in self.index.grids.values()]
+        selected = allocate_blocks(scores, k, sizes, rule, self.registry.owned(), beta)
         allocation = self.registry.add_task(task, selected)
         self.add_blocks(allocation.selected)
         self.router.add_task(task)
@@ -263,13 +268,23 @@ class SetaModel(nn.Module):
             layer.end_training()
             layer.blocks.requires_grad_(True)
 
+    @contextlib.contextmanager
+    def stored_values(self):
+        """Within: the model with the values its stacks hold, every working copy set aside; during a
+        task that is the model as it was when the task's training began (e.g. LwF's teacher)."""
+        with contextlib.ExitStack() as stack:
+            for layer in self.layers.values():
+                stack.enter_context(layer.stored_values())
+            yield self
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Blocks + gate: the only parameters that require grad."""
         return self.block_parameters() + list(self.router.gate.parameters())
 
     # ---- anchors ------------------------------------------------------------------------------------
-    def update_anchors(self, global_ids, fisher: Tensor, gamma: float = 1.0) -> None:
-        """After a task: F_B ← γ F_B + fisher_B and θ*_B ← current value, for B in global_ids (sorted)."""
+    def update_anchors(self, global_ids, fisher: Tensor, gamma: float | None = None) -> None:
+        """After a task: θ*_B ← current value and F_B ← running mean over owners of fisher_B (or, with
+        gamma, F_B ← γ F_B + fisher_B), for B in global_ids (sorted)."""
         ids = self._ids(global_ids)
         if fisher.shape[0] != ids.numel():
             raise ValueError(f"fisher has {fisher.shape[0]} blocks for {ids.numel()} ids")
@@ -417,7 +432,7 @@ class SetaModel(nn.Module):
                 tensors[f"layers.{name}.local_ids"] = layer.local_ids
         tensors.update({f"router.{k}": v for k, v in self.router.tensors().items()})
         tensors.update({"anchors.ids": self.anchors.ids, "anchors.values": self.anchors.values,
-                        "anchors.fisher": self.anchors.fisher})
+                        "anchors.fisher": self.anchors.fisher, "anchors.count": self.anchors.count})
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(d / WEIGHTS_NAME))
         (d / CONFIG_NAME).write_text(json.dumps(cfg, indent=2))
 
@@ -450,6 +465,7 @@ class SetaModel(nn.Module):
         seta.router = router.to(seta.device)
         seta.anchors.ids = tensors["anchors.ids"]
         seta.anchors.values, seta.anchors.fisher = tensors["anchors.values"], tensors["anchors.fisher"]
+        seta.anchors.count = tensors.get("anchors.count", torch.ones(seta.anchors.ids.numel(), dtype=torch.long))
         return seta
 
 

@@ -87,23 +87,39 @@ def probe_block_sensitivity(model: SetaModel, batches: Iterable[dict], loss_fn: 
 def estimate_block_fisher(model: SetaModel, global_ids, batches: Iterable[dict],
                           loss_fn: LossFn | None = None) -> Tensor:
     """Element-wise empirical Fisher of the blocks global_ids with that expert routed:
-    F = (1/M) Σ_m g_m², g_m = ∂L_m/∂θ. Returns (k, b, b) float32 aligned with sorted global_ids."""
+    F = (1/M) Σ_m g_m², g_m = ∂L_m/∂θ. Returns (k, b, b) float32 aligned with sorted global_ids.
+
+    Gradients are taken w.r.t. working copies of these k blocks only (`SetaModel.begin_training`), not
+    the layers' whole stored stacks, so the cost does not grow with the blocks earlier tasks stored.
+    Any working copy active before the call is written back first; none is left behind.
+    """
     loss_fn = loss_fn or default_loss
     ids = model._ids(global_ids)
-    located = model._locate(ids)
-    names = [n for n in model.index.split(ids)]
-    params = [layer.blocks for layer, _ in located]
+    b = model.config.block_size
+    if ids.numel() == 0:
+        return torch.zeros(0, b, b)
+    per = model.index.split(ids)  # name -> sorted local ids
+    model.end_training()
+    params = model.begin_training(ids)  # one (k_l, b, b) Parameter per touched layer, in layer order
+    names = [n for n in model.layers if n in per]
+    # row of each sorted local id inside its layer's working copy (rows follow sorted stack positions)
+    rows = {}
+    for name in names:
+        pos = model.layers[name].positions(per[name])
+        rows[name] = torch.searchsorted(pos.sort().values, pos)
     acc = FisherAccumulator()
-    with model.use_expert(ids), torch.enable_grad():
-        for batch in batches:
-            loss = loss_fn(model, batch)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)  # no .grad is written
-            for name, (layer, pos), g in zip(names, located, grads):
-                g = torch.zeros_like(layer.blocks) if g is None else g
-                acc.add(name, g.index_select(0, pos.to(g.device)).square())  # (k_l, b, b)
-            acc.end_micro_batch()
+    try:
+        with model.use_expert(ids), torch.enable_grad():
+            for batch in batches:
+                loss = loss_fn(model, batch)
+                grads = torch.autograd.grad(loss, params, allow_unused=True)  # no .grad is written
+                for name, p, g in zip(names, params, grads):
+                    g = torch.zeros_like(p) if g is None else g
+                    acc.add(name, g.detach().index_select(0, rows[name].to(g.device)).float().square())  # (k_l, b, b)
+                acc.end_micro_batch()
+    finally:
+        model.end_training()
     if acc.n_micro_batches == 0:
         raise ValueError("estimate_block_fisher got no batches")
     mean = acc.mean()
-    b = model.config.block_size
-    return torch.cat([mean[n].cpu() for n in names]) if names else torch.zeros(0, b, b)
+    return torch.cat([mean[n].cpu() for n in names])

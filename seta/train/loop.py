@@ -93,6 +93,7 @@ class ContinualTrainer:
         self.progress = progress
         self.rank, self.world = dist.world()
         self.ckpt_path = self.out / "checkpoint.pt"
+        self.task_log: dict[int, dict] = {}  # task -> LM loss and penalty of its training (see _train_task)
 
     # ------------------------------------------------------------------ data
     def _epoch_batches(self, examples: list, t: int, epoch: int) -> list[list[dict]]:
@@ -128,11 +129,12 @@ class ContinualTrainer:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         bar = tqdm(total=total, desc=bar_desc, disable=not self.progress or self.rank != 0, leave=False)
         step, last = 0, float("nan")
+        sums = {"lm": 0.0, "penalty": 0.0}  # per-step values summed over the task's steps
         flat = [b for m in micro for b in m]
         for start in range(0, n_micro, cfg.grad_accum):
             group = flat[start : start + cfg.grad_accum]
             n_tokens = max(1, sum(e["n_answer"] for g in group for e in g))  # global answer tokens of the step
-            running = 0.0
+            running = running_lm = 0.0
             for g in group:
                 batch = batches_of(dist.shard(g, self.rank, self.world), s.tokenizer)
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -142,6 +144,7 @@ class ContinualTrainer:
                     loss = lm + s.penalty(t) / (len(group) * self.world)
                 loss.backward()
                 running += float(dist.global_sum(loss.detach().float()))
+                running_lm += float(dist.global_sum(lm.detach().float()))
             if not math.isfinite(running):
                 raise NonFiniteLossError(
                     f"non-finite loss ({running}) at step {step} of task {t} ({self.tasks[t].name}); "
@@ -156,11 +159,17 @@ class ContinualTrainer:
             opt.zero_grad(set_to_none=True)
             step += 1
             last = running
+            sums["lm"] += running_lm
+            sums["penalty"] += running - running_lm
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             bar.update()
             if step % 20 == 0 or step == total:
-                log.info("task %d step %d/%d loss %.4f", t, step, total, running)
+                log.info("task %d step %d/%d loss %.4f (lm %.4f, penalty %.4f)", t, step, total, running,
+                         running_lm, running - running_lm)
         bar.close()
+        self.task_log[t] = {"steps": step, "final_loss": last, "final_lm_loss": running_lm,
+                            "final_penalty": last - running_lm, "mean_lm_loss": sums["lm"] / max(1, step),
+                            "mean_penalty": sums["penalty"] / max(1, step)}
         return last
 
     # ----------------------------------------------------------- evaluation
@@ -204,6 +213,7 @@ class ContinualTrainer:
             ck = load_checkpoint(self.ckpt_path)
             self.strategy.load_state_dict(ck["strategy"])
             R, start, elapsed, base_scores = ck["R"], ck["next_task"], ck["wall_s"], ck["base_scores"]
+            self.task_log = {int(k): v for k, v in ck.get("task_log", {}).items()}
             self.strategy.routing_log.true, self.strategy.routing_log.pred = ck["routing"]
             set_rng_state(ck["rng"])
             log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
@@ -224,6 +234,9 @@ class ContinualTrainer:
             self.strategy.routing_log.true.clear(), self.strategy.routing_log.pred.clear()
             R[t][:upto] = [self.evaluate(j) for j in range(upto)]
             log.info("task %d (%s) done, final loss %.4f, R[%d] = %s", t, task.name, loss, t, [round(v, 2) for v in R[t][:upto]])
+            stats = getattr(self.strategy, "task_stats", {}).get(t)
+            if stats:
+                log.info("task %d allocation: %s", t, stats)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss after task {t}")
             self._checkpoint(R, t + 1, time.perf_counter() - t0, base_scores)
@@ -238,6 +251,7 @@ class ContinualTrainer:
         atomic_torch_save(
             {"strategy": self.strategy.state_dict(), "R": R, "next_task": next_task, "wall_s": wall_s,
              "base_scores": base_scores, "rng": rng_state(), "routing": (list(rl.true), list(rl.pred)),
+             "task_log": self.task_log,
              "config": self.cfg.to_dict()},
             self.ckpt_path,
         )
@@ -257,8 +271,15 @@ class ContinualTrainer:
             routing_acc=rl.accuracy(), routing_confusion=confusion,
             trainable_params=counts["trainable_params"], allocated_params=counts["allocated_params"],
             wall_s=wall_s,
-            extra={**counts.get("extra", {}), "null_routed": sum(1 for b in rl.pred if b < 0)},
+            extra={**counts.get("extra", {}), "null_routed": sum(1 for b in rl.pred if b < 0),
+                   "per_task": self._per_task()},
         )
+
+    def _per_task(self) -> list[dict]:
+        """One dict per trained task: the loop's loss figures and the strategy's own (allocation,
+        anchoring), e.g. {"task", "mean_lm_loss", "mean_penalty", "new", "reused", "anchored", ...}."""
+        stats = getattr(self.strategy, "task_stats", {})
+        return [{"task": self.tasks[t].name, **self.task_log[t], **stats.get(t, {})} for t in sorted(self.task_log)]
 
     def _setup_log(self) -> None:
         handler = logging.FileHandler(self.out / "train.log")

@@ -10,6 +10,7 @@ from seta.core.anchoring import (
     adaptive_strength,
     elastic_anchor_penalty,
     ewc_penalty,
+    mean_fisher,
     merge_fisher,
     normalise_fisher,
 )
@@ -128,3 +129,33 @@ def test_adaptive_strength_and_errors():
         ewc_penalty([torch.zeros(2)], [torch.zeros(3)], [torch.zeros(2)], 1.0)
     with pytest.raises(ValueError):
         merge_fisher(torch.zeros(2), torch.zeros(3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 10_000))
+def test_running_mean_fisher_is_the_mean_over_owners(n_owners, seed):
+    """F after n owners = (1/n) Σ_j F^(j): it does not grow with the owners, so λ_B F_B is linear in n."""
+    g = torch.Generator().manual_seed(seed)
+    per_task = [torch.rand(3, 2, 2, generator=g, dtype=torch.float64) for _ in range(n_owners)]
+    F = None
+    for j, f in enumerate(per_task):
+        F = mean_fisher(F, f, j)
+    torch.testing.assert_close(F, torch.stack(per_task).mean(0))
+    # equal Fisher from every owner: the stiffness λ·n·F grows linearly, F itself stays put
+    same = [per_task[0]] * n_owners
+    F = None
+    for j, f in enumerate(same):
+        F = mean_fisher(F, f, torch.full((3,), j))
+    torch.testing.assert_close(F, per_task[0])
+    stiffness = adaptive_strength(torch.tensor([n_owners]), 2.0).double() * F[0]  # λ_B F_B
+    torch.testing.assert_close(stiffness, 2.0 * n_owners * per_task[0][0])
+
+
+def test_mean_fisher_per_block_counts_and_errors():
+    old = torch.tensor([[2.0], [4.0]])
+    new = torch.tensor([[4.0], [1.0]])
+    assert mean_fisher(old, new, torch.tensor([1, 3])).tolist() == [[3.0], [3.25]]
+    with pytest.raises(ValueError, match="needs the old Fisher"):
+        mean_fisher(None, new, 2)
+    with pytest.raises(ValueError, match=">= 0"):
+        mean_fisher(old, new, -1)

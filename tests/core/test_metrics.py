@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seta.core.metrics import backward_transfer, forward_transfer, overall_performance, per_task_rows, summary
+from seta.core.metrics import (backward_transfer, forward_transfer, learning_accuracy, overall_performance,
+                               per_task_rows, summary)
 
 SPEC = settings(max_examples=200, deadline=None)
 nan = float("nan")
@@ -23,6 +24,7 @@ B3 = [15.0, 18.0, 25.0]
 # By hand: OP  = (60 + 75 + 90) / 3                 = 75.0
 #          BWT = ((60 - 80) + (75 - 85)) / 2         = -15.0
 #          FWT = ((20 - 18) + (30 - 25)) / 2         = 3.5
+#          LA  = (80 + 85 + 90) / 3                  = 85.0
 
 R2 = np.array([[50.0, 40.0], [55.0, 70.0]])
 B2 = np.array([10.0, 30.0])
@@ -33,7 +35,19 @@ def test_hand_computed_three_tasks():
     assert overall_performance(R3) == pytest.approx(75.0)
     assert backward_transfer(R3) == pytest.approx(-15.0)
     assert forward_transfer(R3, B3) == pytest.approx(3.5)
-    assert summary(R3, B3) == pytest.approx({"op": 75.0, "bwt": -15.0, "fwt": 3.5})
+    assert learning_accuracy(R3) == pytest.approx(85.0)
+    assert summary(R3, B3) == pytest.approx({"op": 75.0, "bwt": -15.0, "la": 85.0, "fwt": 3.5})
+
+
+def test_learning_accuracy_reads_the_diagonal_only():
+    R = np.full((3, 3), np.nan)
+    np.fill_diagonal(R, [10.0, 20.0, 60.0])
+    with pytest.raises(ValueError):
+        overall_performance(R)  # the final row is incomplete
+    assert learning_accuracy(R) == pytest.approx(30.0)
+    R[1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"R\[1\]\[1\]"):
+        learning_accuracy(R)
 
 
 def test_hand_computed_two_tasks_numpy_input():

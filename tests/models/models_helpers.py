@@ -52,8 +52,8 @@ def two_task_seta(arch="llama", nf4=False, shared_score=10.0):
     those blocks `shared_score`. Blocks still zero."""
     seta = tiny_seta(arch, nf4)
     n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.1)
+    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.1, rule="raw")
     scores1 = torch.linspace(2.0, 1.0, n, dtype=torch.float64)
     scores1[seta.registry.expert(0)[::2]] = shared_score
-    seta.allocate(1, scores1, ratio=0.1)
+    seta.allocate(1, scores1, ratio=0.1, rule="raw")
     return seta

@@ -21,10 +21,10 @@ ROUTES = {  # name -> how to set it on a two-task model (2 examples per batch)
 def _two_task(arch="llama", nf4=False, block_size=16):
     seta = tiny_seta(arch, nf4, block_size=block_size)
     n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1, 2, n, dtype=torch.float64), ratio=0.15)
+    seta.allocate(0, torch.linspace(1, 2, n, dtype=torch.float64), ratio=0.15, rule="raw")
     scores = torch.linspace(2, 1, n, dtype=torch.float64)
     scores[seta.registry.expert(0)[::2]] = 5.0  # shared blocks
-    seta.allocate(1, scores, ratio=0.15)
+    seta.allocate(1, scores, ratio=0.15, rule="raw")
     randomise_blocks(seta, seta.allocated_ids(), seed=5)
     return seta
 

@@ -31,7 +31,7 @@ def _two_task_model(arch, nf4):
     seta = tiny_seta(arch, nf4)
     n = seta.index.n_blocks
     scores0 = torch.linspace(1.0, 2.0, n, dtype=torch.float64)
-    seta.allocate(0, scores0, ratio=0.1)
+    seta.allocate(0, scores0, ratio=0.1, rule="raw")
     s0 = seta.registry.expert(0)
     scores1 = torch.linspace(2.0, 1.0, n, dtype=torch.float64)
     scores1[s0[::2]] = 10.0  # task 1 shares every other block of S_0
@@ -56,7 +56,7 @@ def test_output_equals_base_at_init(variant):
 def test_only_expert_and_gate_get_gradients(variant):
     arch, nf4 = variant
     seta, scores1 = _two_task_model(arch, nf4)
-    seta.allocate(1, scores1, ratio=0.1)
+    seta.allocate(1, scores1, ratio=0.1, rule="raw")
     s0, s1 = seta.registry.expert(0), seta.registry.expert(1)
     randomise_blocks(seta, seta.allocated_ids())
     seta.train()
@@ -97,7 +97,7 @@ def test_base_and_other_experts_unchanged_after_steps(variant):
         opt.zero_grad()
     trained0 = seta.get_blocks(seta.registry.expert(0)).detach().clone()
     assert trained0.abs().sum() > 0
-    seta.allocate(1, scores1, ratio=0.1)  # growth: new Parameters, so a fresh optimizer
+    seta.allocate(1, scores1, ratio=0.1, rule="raw")  # growth: new Parameters, so a fresh optimizer
     assert torch.equal(seta.get_blocks(seta.registry.expert(0)), trained0)
     seta.set_task(1)
     opt = torch.optim.AdamW(seta.trainable_parameters(), lr=1e-2, weight_decay=0.0)
@@ -124,7 +124,7 @@ def test_base_and_other_experts_unchanged_after_steps(variant):
 def test_fast_path_equals_dense_reference_in_model(variant, per_example, monkeypatch):
     arch, nf4 = variant
     seta, scores1 = _two_task_model(arch, nf4)
-    seta.allocate(1, scores1, ratio=0.1)
+    seta.allocate(1, scores1, ratio=0.1, rule="raw")
     randomise_blocks(seta, seta.allocated_ids(), seed=3)
     batch = lm_batch(seed=1)
     if per_example:

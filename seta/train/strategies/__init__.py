@@ -11,6 +11,7 @@ from dataclasses import replace
 from seta.train.strategies.base import Strategy
 from seta.train.strategies.ewc import EWC
 from seta.train.strategies.lora import OLoRA, SeqLoRA
+from seta.train.strategies.lwf import LwF
 from seta.train.strategies.replay import Replay
 from seta.train.strategies.seta import Seta
 from seta.train.strategies.sparse import MTL, Independent, SparseBlocks, SparseConfig
@@ -23,12 +24,14 @@ STRATEGIES = {
     "o-lora": (OLoRA, None),
     "ewc": (EWC, {}),
     "replay": (Replay, {}),
+    "lwf": (LwF, {}),
     "independent": (Independent, {}),
     "mtl": (MTL, {}),
     "seta-no-anchor": (Seta, {"anchor_lambda": 0.0}),
     "seta-no-reuse": (Seta, {"beta": 0.0}),
     "seta-no-routing-reg": (Seta, {"gate": "no-reg"}),
     "seta-oracle": (Seta, {"routing": "oracle"}),
+    "seta-raw": (Seta, {"allocation": "raw"}),
     "seta-soft": (Seta, {"routing": "soft"}),
 }
 

@@ -1,10 +1,11 @@
 """SETA: Split-on-Share sparse experts + adaptive elastic anchoring + a task-agnostic gate.
 
 Per task t (method spec §1-§4):
-  before: sensitivity probe (base only) → S_t = top-k(score·(1+β·owned)) → new blocks, gate output;
+  before: sensitivity probe (base only) → scores made comparable across matrices (allocation rule)
+          → S_t = top-k(score·(1+β·owned)) → new blocks, gate output;
           anchors of S_t's shared blocks, λ_B = λ · (earlier owners of B), F normalised by its mean.
   train:  y = base(x) + Δ_{S_t} x;  L = LM + Σ_B (λ_B/2) Σ_e F_Be (θ_Be − θ*_Be)².
-  after:  element-wise Fisher of S_t, F ← γF + F_t, θ* ← θ;  routing statistics of task t;
+  after:  element-wise Fisher of S_t, F ← running mean over owners, θ* ← θ;  routing statistics;
           the gate trained with pseudo-features of earlier tasks (+ KL to the old gate, L2 anchor).
   infer:  z = mean prompt hidden state of the base → gate → top-1 (or soft top-k) expert, or the
           null expert (base alone) when z is far from every task.
@@ -43,6 +44,7 @@ class Seta(SparseBlocks):
             owners = self.seta.registry.earlier_owners(t)[torch.isin(s_t, ids)]
             strength = adaptive_strength(owners, self.config.anchor_lambda).to(fisher)
             self.anchored = (ids, anchor.detach(), fisher.detach(), strength)
+        self.task_stats[t]["anchored"] = int(ids.numel()) if self.anchored is not None else 0
 
     def penalty(self, t: int):
         if self.anchored is None:
@@ -54,7 +56,7 @@ class Seta(SparseBlocks):
         cfg = self.config
         s_t = self.seta.registry.expert(t)
         fisher = estimate_block_fisher(self.seta, s_t, (_tensors(b) for b in islice(probe_batches(), cfg.fisher_batches)))
-        self.seta.update_anchors(s_t, fisher, cfg.fisher_gamma)
+        self.seta.update_anchors(s_t, fisher)  # running mean over owners
         # routing statistics and the gate
         train_prompts = [e.prompt for e in task.train]
         heldout = [e.prompt for e in task.eval] or train_prompts[-max(1, len(train_prompts) // 10):]

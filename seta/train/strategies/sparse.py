@@ -17,6 +17,7 @@ from itertools import islice
 
 import torch
 
+from seta.core.allocation import ALLOCATION_RULES
 from seta.data import generation_batch
 from seta.models import DEFAULT_TARGETS, ExpertConfig, attach_experts, probe_block_sensitivity
 from seta.train.gate_training import GateTrainConfig
@@ -35,12 +36,16 @@ class SparseConfig:
     """Names (or regexes) of the linear layers that get experts."""
     probe_batches: int = 8
     """m: micro-batches of the sensitivity probe."""
+    allocation: str = "matrix-mean"
+    """How scores of different weight matrices are made comparable before the top-k (every sparse-block
+    method): raw (one top-k on raw scores, the ablation), matrix-mean (each matrix's scores divided by
+    their mean) or matrix-budget (each matrix gets a share of k proportional to its block count)."""
     beta: float = 0.1
     """β: reuse bonus for already-owned blocks (SETA; 0 = the no-reuse ablation)."""
     anchor_lambda: float = 1.0
     """λ: elastic anchoring strength (λ_B = λ · earlier owners; 0 = the no-anchoring ablation)."""
     fisher_gamma: float = 1.0
-    """γ: online Fisher merge F ← γF + F_t."""
+    """γ: EWC's online Fisher merge F ← γF + F_t (SETA keeps F as the running mean over a block's owners)."""
     fisher_batches: int = 8
     """m': micro-batches of the element-wise Fisher estimate after a task."""
     routing: str = "top1"
@@ -51,6 +56,10 @@ class SparseConfig:
     """Route inputs far from every task's features to the base model alone."""
     null_quantile: float = 0.99
     """In-task quantile of Mahalanobis distances that calibrates the null threshold."""
+    lwf_alpha: float = 1.0
+    """LwF: weight of the distillation term (the `lwf` baseline only)."""
+    lwf_temperature: float = 2.0
+    """LwF: softmax temperature T of the distillation (the term is scaled by T²)."""
     gate: GateTrainConfig = field(default_factory=GateTrainConfig)
     """How the gate is trained after each task."""
 
@@ -59,10 +68,14 @@ class SparseConfig:
             raise ValueError("SparseConfig: block_size >= 1 and ratio in (0, 1] are required")
         if self.beta < 0 or self.anchor_lambda < 0 or self.fisher_gamma < 0:
             raise ValueError("SparseConfig: beta, anchor_lambda and fisher_gamma must be >= 0")
+        if self.allocation not in ALLOCATION_RULES:
+            raise ValueError(f"SparseConfig.allocation must be one of {', '.join(ALLOCATION_RULES)}, got {self.allocation!r}")
         if self.routing not in ("top1", "soft", "oracle"):
             raise ValueError(f"SparseConfig.routing must be top1, soft or oracle, got {self.routing!r}")
         if self.probe_batches < 1 or self.fisher_batches < 1 or self.soft_k < 1:
             raise ValueError("SparseConfig: probe_batches, fisher_batches and soft_k must be >= 1")
+        if self.lwf_alpha < 0 or self.lwf_temperature <= 0:
+            raise ValueError("SparseConfig: lwf_alpha must be >= 0 and lwf_temperature > 0")
         if not 0 < self.null_quantile <= 1:
             raise ValueError("SparseConfig.null_quantile must lie in (0, 1]")
 
@@ -83,6 +96,7 @@ class SparseBlocks(Strategy):
         super().__init__(seta, tokenizer, config)
         self.seta = seta
         self.block_numel = config.block_size**2
+        self.task_stats: dict[int, dict] = {}  # task -> allocation figures (and SETA's anchoring)
 
     def budget_ratio(self, n_tasks: int) -> float:
         return self.config.ratio
@@ -90,9 +104,18 @@ class SparseBlocks(Strategy):
     def before_task(self, t, task, probe_batches) -> None:
         with self.seta.no_experts():
             scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.config.probe_batches)))
-        self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta)
+        self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta,
+                                             self.config.allocation)
         self.current_task = t
+        self.task_stats[t] = self._allocation_stats(self.allocation)
         self.seta.set_task(t)
+
+    def _allocation_stats(self, allocation) -> dict:
+        """What the allocation of one task did: new / reused / split blocks and blocks per matrix."""
+        per = self.seta.index.split(allocation.selected)
+        return {"blocks": int(allocation.selected.numel()), "new": int(allocation.new.numel()),
+                "reused": int(allocation.reused.numel()), "split": int(allocation.split.numel()),
+                "per_matrix": {n: int(v.numel()) for n, v in per.items()}}
 
     def trainable_parameters(self):
         """The current task's blocks, through per-layer working copies (`SetaModel.begin_training`):
@@ -131,7 +154,8 @@ class SparseBlocks(Strategy):
     def state_dict(self) -> dict:
         a = self.seta.anchors
         return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone(),
-                "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone())}
+                "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone(), a.count.clone()),
+                "task_stats": {int(k): v for k, v in self.task_stats.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         from seta.core.allocation import OwnershipRegistry
@@ -144,7 +168,8 @@ class SparseBlocks(Strategy):
         self.seta.add_blocks(ids)
         self.seta.set_blocks(ids, state["blocks"])
         a = self.seta.anchors
-        a.ids, a.values, a.fisher = (v.clone() for v in state["anchors"])
+        a.ids, a.values, a.fisher, a.count = (v.clone() for v in state["anchors"])
+        self.task_stats = {int(k): v for k, v in state.get("task_stats", {}).items()}
 
     def save_adapter(self, out_dir) -> None:
         self.seta.save_pretrained(out_dir)

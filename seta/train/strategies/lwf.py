@@ -1,0 +1,57 @@
+"""LwF on the sparse-block adapter: seqft-sparse plus distillation towards the previous model.
+
+    L = LM + α · T² · (1/N_ans) Σ_{answer positions} KL( softmax(z_old / T) ‖ softmax(z / T) )
+    (Li & Hoiem, 2017; the LLM form used by TRACE's baselines)
+
+z_old are the logits of the model as it was before task t (the stored blocks, every block allocated
+so far acting), on task t's own inputs; z those of the model being trained. The student is the model
+the method deploys: every allocated block acts in its forward (only S_t's blocks train), so the
+teacher and the student are the same function at the start of each task. Same blocks, budget and
+allocation as seqft-sparse: only the protection differs. No task id at inference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from seta.train.strategies.sparse import SparseBlocks
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+                    n_tokens=None) -> torch.Tensor:
+    """T² Σ_{answer positions} KL(softmax(teacher/T) ‖ softmax(student/T)) / n_tokens.
+
+    student, teacher: (B, T, V) logits; labels (B, T), −100 = not an answer token. The logits at
+    position i predict token i+1, as in the LM loss. n_tokens defaults to this batch's answer tokens.
+    """
+    mask = labels[:, 1:] != -100  # (B, T-1)
+    s = student[:, :-1][mask].float() / temperature  # (N, V)
+    t = teacher[:, :-1][mask].float() / temperature
+    kl = (F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum()
+    count = mask.sum().clamp(min=1) if n_tokens is None else n_tokens
+    return temperature**2 * kl / count
+
+
+class LwF(SparseBlocks):
+    name = "lwf"
+
+    def before_task(self, t, task, probe_batches) -> None:
+        super().before_task(t, task, probe_batches)
+        self.seta.set_expert(self.seta.allocated_ids())  # the student is the deployed model
+        self._teacher = None
+
+    def forward_logits(self, batch, t):
+        self._teacher = None
+        if t > 0 and self.config.lwf_alpha > 0:
+            with torch.no_grad(), self.seta.stored_values():  # the model before task t
+                self._teacher = super().forward_logits(batch, t)
+        return super().forward_logits(batch, t)
+
+    def lm_loss(self, batch, logits, t, n_tokens=None):
+        lm = super().lm_loss(batch, logits, t, n_tokens)
+        if self._teacher is None:
+            return lm
+        kd = distillation_kl(logits, self._teacher, batch["labels"], self.config.lwf_temperature, n_tokens)
+        self._teacher = None
+        return lm + self.config.lwf_alpha * kd
