@@ -93,7 +93,8 @@ def test_router_save_dicts_round_trip():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 5), st.integers(1, 6), st.integers(1, 5), st.integers(0, 10_000))
 def test_soft_top_k_is_a_renormalised_top_k(t, n, k, seed):
-    """Rows sum to 1, at most k non-zeros, order of the kept experts follows the softmax."""
+    """Rows sum to 1, exactly min(k, t) non-zeros, and they are the k *largest* softmax probabilities,
+    renormalised."""
     g = torch.Generator().manual_seed(seed)
     gate = ExpandableGate(6)
     for _ in range(t):
@@ -107,8 +108,40 @@ def test_soft_top_k_is_a_renormalised_top_k(t, n, k, seed):
     p = router.probs(z, mode="soft", k=k)
     full = torch.softmax(gate(z), 1).detach()
     torch.testing.assert_close(p.sum(1), torch.ones(n))
-    assert ((p > 0).sum(1) <= k).all()
+    assert ((p > 0).sum(1) == min(k, t)).all()
     kept = p > 0
+    for row_full, row_kept in zip(full, kept):  # every kept expert beats every dropped one
+        if (~row_kept).any():
+            assert row_full[row_kept].min() >= row_full[~row_kept].max()
     torch.testing.assert_close(p[kept], (full * kept / (full * kept).sum(1, keepdim=True))[kept])
     top1 = router.probs(z)
     assert torch.equal(top1.argmax(1), full.argmax(1)) and (top1.sum(1) == 1).all()
+
+
+def test_train_gate_keeps_earlier_tasks_routing_with_pseudo_features():
+    """After a new task, pseudo-features of the earlier tasks still route to their own expert (the
+    routing-aware regularisation); without it (pseudo=False, no KL/L2) the gate forgets them."""
+    from seta.train.gate_training import GateTrainConfig, train_gate
+
+    def fit(cfg):
+        router = Router(6, shrinkage=0.1)
+        g = torch.Generator().manual_seed(0)
+        feats, old = {}, None
+        for t in range(3):  # task t's features are shifted along feature t
+            router.add_task(t)
+            z = torch.randn(200, 6, generator=g)
+            z[:, t] += 4.0
+            feats[t] = z
+            router.observe(t, z)
+            train_gate(router, t, z, cfg, old)
+            old = router.gate.snapshot()
+        return router, feats
+
+    cfg = GateTrainConfig(steps=150, seed=0)
+    router, feats = fit(cfg)
+    for t, z in feats.items():  # held-in real features and fresh pseudo-features of every task
+        assert (router.probs(z).argmax(1) == router.column(t)).float().mean() > 0.95
+    zs, cols = router.pseudo_features(100, torch.Generator().manual_seed(3), tasks=[0, 1])
+    assert (router.probs(zs).argmax(1) == cols).float().mean() > 0.95
+    router, feats = fit(GateTrainConfig(steps=150, seed=0, pseudo=False, kl_weight=0.0, l2_weight=0.0))
+    assert (router.probs(feats[0]).argmax(1) == router.column(0)).float().mean() < 0.5  # forgotten

@@ -96,3 +96,30 @@ def test_fisher_equals_mean_squared_microbatch_gradient(nf4):
             ref = ref + g.square()
     torch.testing.assert_close(fisher, ref / len(batches), rtol=1e-4, atol=1e-12)
     assert fisher.sum() > 0
+
+
+def test_fisher_of_a_later_task_equals_the_whole_stack_reference():
+    """S_1's blocks sit at stack positions that do not follow their ids (task 0's blocks came first):
+    the Fisher through working copies of S_1 only equals the whole-stack gradients' (the reference),
+    row for row in sorted-id order, and leaves no working copy behind."""
+    seta = tiny_seta("llama")
+    n = seta.index.n_blocks
+    # every matrix: task 0 takes its highest local ids, task 1 (appended after them) its lowest
+    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.1, beta=0.0, rule="matrix-budget")
+    seta.allocate(1, torch.linspace(2.0, 1.0, n, dtype=torch.float64), ratio=0.1, beta=0.0, rule="matrix-budget")
+    pos = [layer.positions(loc) for layer, loc in ((seta.layers[nm], l) for nm, l in seta.index.split(seta.registry.expert(1)).items())]
+    assert any(p.numel() > 1 and int(p.min()) > 0 for p in pos)  # some layer: rows after task 0's, ids below them
+    randomise_blocks(seta, seta.allocated_ids(), seed=3)
+    ids = seta.registry.expert(1)
+    batches = [lm_batch(seed=s) for s in range(2)]
+    fisher = estimate_block_fisher(seta, ids, batches)
+    assert all(layer.train_blocks is None and layer.blocks.requires_grad for layer in seta.layers.values())
+    ref = 0
+    with seta.use_expert(ids):
+        for batch in batches:
+            grads = torch.autograd.grad(seta(**batch).loss, seta.block_parameters(), allow_unused=True)
+            per_layer = {id(p): gp for p, gp in zip(seta.block_parameters(), grads)}
+            g = torch.cat([per_layer[id(layer.blocks)][pos] for layer, pos in seta._locate(ids)])
+            ref = ref + g.square()
+    torch.testing.assert_close(fisher, ref / len(batches), rtol=1e-4, atol=1e-12)
+    assert fisher.sum() > 0
