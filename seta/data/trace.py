@@ -1,7 +1,8 @@
 """Read and write task streams in the TRACE layout.
 
 Layout: `<data_dir>/<task>/{train,eval,test}.json`, each file a JSON list of
-`{"prompt": str, "answer": str}` objects (extra keys are ignored). Files are UTF-8.
+`{"prompt": str, "answer": str}` objects (extra keys are ignored; a key twice in one object is an
+error). Files are UTF-8, with or without a byte-order mark.
 
 A task folder without `eval.json` is accepted: its eval split is left **empty**
 (nothing is carved out of train, so train stays exactly what the files say).
@@ -22,17 +23,27 @@ from pathlib import Path
 from seta.data.types import METRIC_KEYS, SPLITS, TRACE_METRICS, Example, Stream, Task, resolve_order
 
 
+def _no_duplicates(pairs: list, path: Path) -> dict:
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"{path}: an object has the key {key!r} twice (JSON keeps only the last); "
+                             "remove one of them")
+        seen[key] = value
+    return seen
+
+
 def read_examples(path: str | Path) -> list[Example]:
     """Parse one TRACE split file; ValueError / FileNotFoundError name the file and the place."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found (each task folder needs train.json and test.json)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading UTF-8 BOM is accepted
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not valid UTF-8 at byte {e.start}; save the file as UTF-8") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, path))
     except json.JSONDecodeError as e:
         raise ValueError(
             f"{path}: malformed JSON at line {e.lineno}, column {e.colno} (char {e.pos}): {e.msg}"
@@ -89,6 +100,8 @@ def load_trace(
             raise ValueError(f"{arg} must be None or a positive int, got {value!r}")
     names = resolve_order(order, known=known)
     root = Path(data_dir)
+    if root.is_file():
+        raise ValueError(f"{root} is a file, not a directory: give the TRACE data directory (one folder per task)")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: TRACE data directory not found (expected one folder per task)")
     missing = [n for n in names if not (root / n).is_dir()]

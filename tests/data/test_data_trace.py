@@ -120,6 +120,23 @@ def test_not_utf8(data_dir):
         load_trace(data_dir)
 
 
+def test_a_utf8_byte_order_mark_is_accepted(data_dir):
+    (data_dir / "FOMC" / "test.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([{"prompt": "p", "answer": "a"}]).encode())
+    assert load_trace(data_dir)["FOMC"].test == (Example("p", "a"),)
+
+
+def test_a_key_twice_in_one_object_is_rejected_naming_key_and_file(data_dir):
+    _write(data_dir / "FOMC" / "train.json", '[{"prompt": "p", "answer": "a", "answer": "b"}]')
+    with pytest.raises(ValueError, match="'answer' twice") as e:
+        load_trace(data_dir)
+    assert "FOMC" in str(e.value) and "train.json" in str(e.value)
+
+
+def test_a_file_given_as_the_directory_is_named_as_such(data_dir):
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        load_trace(data_dir / "FOMC" / "train.json")
+
+
 def test_empty_eval_list_is_allowed(data_dir):
     _write(data_dir / "FOMC" / "eval.json", [])
     assert load_trace(data_dir)["FOMC"].eval == ()
