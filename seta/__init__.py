@@ -10,3 +10,21 @@ Layers (an import only points down):
 """
 
 __version__ = "0.1.0"
+
+
+def _silence_known_noise() -> None:
+    """bitsandbytes >= 0.49 on a CPU with AVX512-BF16 warns at import that the optional `kernels` package
+    could not fetch a faster 4-bit CPU kernel, and falls back to its own (correct) one: drop that warning
+    only, for every run, before anything imports bitsandbytes. Every other bitsandbytes message stays."""
+    import logging
+
+    class _DropKernelsFallback(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropKernelsFallback) or type(f).__name__ == "_DropKernelsFallback" for f in logger.filters):
+        logger.addFilter(_DropKernelsFallback())
+
+
+_silence_known_noise()
