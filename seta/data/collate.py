@@ -30,15 +30,37 @@ def _check_caps(max_prompt: int, max_answer: int) -> None:
         raise ValueError(f"max_prompt and max_answer must be >= 1, got {max_prompt}, {max_answer}")
 
 
-def encode_prompt(tokenizer, prompt: str, max_prompt: int = MAX_PROMPT) -> list[int]:
-    """Prompt token ids, left-truncated to `max_prompt`; a leading BOS is kept when cut."""
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+_TAIL_MARGIN = 32  # tokens dropped at the start of a tail window (its first tokens may differ from the whole's)
+_CHARS_PER_TOKEN = 8  # a tail window starts at this many characters per token kept
+
+
+def _cut(ids: list[int], bos: int | None, max_prompt: int) -> list[int]:
     if len(ids) <= max_prompt:
         return ids
-    bos = tokenizer.bos_token_id
     if bos is not None and ids[0] == bos and max_prompt > 1:
         return [bos] + ids[len(ids) - (max_prompt - 1):]
     return ids[len(ids) - max_prompt:]
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+
+
+def encode_prompt(tokenizer, prompt: str, max_prompt: int = MAX_PROMPT) -> list[int]:
+    """Prompt token ids, left-truncated to `max_prompt`; a leading BOS is kept when cut.
+
+    A prompt much longer than the cap is never tokenised whole: only a tail window of characters
+    is (grown until it yields `max_prompt` tokens beyond a margin whose tokens are dropped), so a
+    5 MB prompt costs a few kB of tokens, not the whole string's encoding."""
+    bos = tokenizer.bos_token_id
+    window = _CHARS_PER_TOKEN * (max_prompt + _TAIL_MARGIN)
+    while window < len(prompt):
+        ids = _ids(tokenizer, prompt[-window:])
+        lead = ids[:1] if bos is not None and ids and ids[0] == bos else []
+        if len(ids) - len(lead) >= max_prompt + _TAIL_MARGIN:
+            return _cut(lead + ids[len(lead) + _TAIL_MARGIN:], bos, max_prompt)
+        window *= 4
+    return _cut(_ids(tokenizer, prompt), bos, max_prompt)
 
 
 def encode_answer(tokenizer, answer: str, max_answer: int = MAX_ANSWER) -> list[int]:
