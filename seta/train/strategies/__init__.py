@@ -1,47 +1,50 @@
 """Continual-learning strategies, one file each, all on the protocol of ``base.Strategy``.
 
 ``build_strategy(name, model, tokenizer, sparse_config)`` makes any of ``STRATEGIES``; the SETA
-ablations are SETA with one switch changed.
+ablations are SETA with one switch changed. Importing this package is cheap (no torch, no peft):
+``STRATEGIES`` names the classes, which are imported when a strategy is built, so a command line
+can check method names in milliseconds.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib import import_module
 
-from seta.train.strategies.base import Strategy
-from seta.train.strategies.ewc import EWC
-from seta.train.strategies.lora import OLoRA, SeqLoRA
-from seta.train.strategies.lwf import LwF
-from seta.train.strategies.replay import Replay
-from seta.train.strategies.seta import Seta
-from seta.train.strategies.sparse import MTL, Independent, SparseBlocks, SparseConfig
-
-# name -> (class, SparseConfig changes)
+# name -> ("module:Class" under seta.train.strategies, SparseConfig changes or None for no SparseConfig)
 STRATEGIES = {
-    "seta": (Seta, {}),
-    "seqft-sparse": (SparseBlocks, {}),
-    "seq-lora": (SeqLoRA, None),
-    "o-lora": (OLoRA, None),
-    "ewc": (EWC, {}),
-    "replay": (Replay, {}),
-    "lwf": (LwF, {}),
-    "independent": (Independent, {}),
-    "mtl": (MTL, {}),
-    "seta-no-anchor": (Seta, {"anchor_lambda": 0.0}),
-    "seta-no-reuse": (Seta, {"beta": 0.0}),
-    "seta-no-routing-reg": (Seta, {"gate": "no-reg"}),
-    "seta-oracle": (Seta, {"routing": "oracle"}),
-    "seta-raw": (Seta, {"allocation": "raw"}),
-    "seta-soft": (Seta, {"routing": "soft"}),
+    "seta": ("seta:Seta", {}),
+    "seqft-sparse": ("sparse:SparseBlocks", {}),
+    "seq-lora": ("lora:SeqLoRA", None),
+    "o-lora": ("lora:OLoRA", None),
+    "ewc": ("ewc:EWC", {}),
+    "replay": ("replay:Replay", {}),
+    "lwf": ("lwf:LwF", {}),
+    "independent": ("sparse:Independent", {}),
+    "mtl": ("sparse:MTL", {}),
+    "seta-no-anchor": ("seta:Seta", {"anchor_lambda": 0.0}),
+    "seta-no-reuse": ("seta:Seta", {"beta": 0.0}),
+    "seta-no-routing-reg": ("seta:Seta", {"gate": "no-reg"}),
+    "seta-oracle": ("seta:Seta", {"routing": "oracle"}),
+    "seta-raw": ("seta:Seta", {"allocation": "raw"}),
+    "seta-soft": ("seta:Seta", {"routing": "soft"}),
 }
 
 
-def build_strategy(name: str, model, tokenizer, sparse: SparseConfig | None = None) -> Strategy:
+def strategy_class(name: str):
+    """The class behind method `name` (imported on first use)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(STRATEGIES)}")
-    cls, changes = STRATEGIES[name]
+    module, cls = STRATEGIES[name][0].split(":")
+    return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def build_strategy(name: str, model, tokenizer, sparse=None):
+    cls, changes = strategy_class(name), STRATEGIES[name][1]
     if changes is None:
         return cls(model, tokenizer)
+    from seta.train.strategies.sparse import SparseConfig
+
     sparse = sparse or SparseConfig()
     if changes.get("gate") == "no-reg":
         changes = {**changes, "gate": replace(sparse.gate, pseudo=False, kl_weight=0.0, l2_weight=0.0)}
@@ -50,4 +53,16 @@ def build_strategy(name: str, model, tokenizer, sparse: SparseConfig | None = No
     return strategy
 
 
-__all__ = ["STRATEGIES", "Strategy", "SparseConfig", "build_strategy"]
+def __getattr__(name: str):  # Strategy and SparseConfig, imported when first asked for
+    if name == "Strategy":
+        from seta.train.strategies.base import Strategy
+
+        return Strategy
+    if name == "SparseConfig":
+        from seta.train.strategies.sparse import SparseConfig
+
+        return SparseConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["STRATEGIES", "Strategy", "SparseConfig", "build_strategy", "strategy_class"]
