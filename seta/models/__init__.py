@@ -10,8 +10,8 @@
 from seta.models.gate import ROUTING_MODES, ExpandableGate, FeatureCache, Router
 from seta.models.layer import SparseBlockLinear, SparseBlockLinear4bit, wrap_linear
 from seta.models.loading import (architecture_config, build_from_architecture, build_tiny_model,
-                                 enable_gradient_checkpointing, load_base_model, load_tokenizer, nf4_config,
-                                 prepare_for_kbit_training)
+                                 enable_gradient_checkpointing, load_base_model, load_tokenizer, max_positions,
+                                 nf4_config, prepare_for_kbit_training)
 from seta.models.model import CONFIG_NAME, DEFAULT_TARGETS, WEIGHTS_NAME, BlockAnchors, ExpertConfig, SetaModel, attach_experts, find_targets
 from seta.models.probes import default_loss, estimate_block_fisher, probe_block_sensitivity
 
@@ -19,7 +19,7 @@ __all__ = [
     "ROUTING_MODES", "ExpandableGate", "FeatureCache", "Router", "SparseBlockLinear", "SparseBlockLinear4bit",
     "wrap_linear",
     "architecture_config", "build_from_architecture", "build_tiny_model", "enable_gradient_checkpointing",
-    "load_base_model", "load_tokenizer", "nf4_config", "prepare_for_kbit_training", "DEFAULT_TARGETS",
+    "load_base_model", "load_tokenizer", "max_positions", "nf4_config", "prepare_for_kbit_training", "DEFAULT_TARGETS",
     "CONFIG_NAME", "WEIGHTS_NAME", "BlockAnchors", "ExpertConfig", "SetaModel", "attach_experts", "find_targets", "default_loss",
     "estimate_block_fisher", "probe_block_sensitivity",
 ]

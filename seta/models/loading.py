@@ -141,6 +141,23 @@ def load_tokenizer(name_or_path, *, local_files_only: bool | None = None):
     return tok
 
 
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def max_positions(model) -> int | None:
+    """Longest sequence (prompt + answer) the model was built for, from its HF config; None if unknown.
+    Works through wrappers (SetaModel, peft): the first submodule with an HF config answers."""
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if hasattr(cfg, "to_dict"):
+            for key in POSITION_KEYS:
+                value = getattr(cfg, key, None)
+                if isinstance(value, int) and value > 0:
+                    return value
+            return None
+    return None
+
+
 def enable_gradient_checkpointing(model) -> None:
     """Non-reentrant activation checkpointing (use_reentrant=False: no input-grad hack needed)."""
     kwargs = {"use_reentrant": False}

@@ -188,6 +188,25 @@ class SetaModel(nn.Module):
             self.layers[name].add_blocks(local)
         return new
 
+    def stacks(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """{layer name: (local_ids (k_l,), blocks (k_l, b, b))} in stack order, for layers with blocks:
+        restored by `load_stacks`, a model whose every forward matches bit for bit (same positions)."""
+        return {n: (l.local_ids.detach().cpu().clone(), l.blocks.detach().cpu().clone())
+                for n, l in self.layers.items() if l.n_blocks}
+
+    @torch.no_grad()
+    def load_stacks(self, stacks: dict) -> None:
+        """Recreate the stacks of `stacks()` in their saved order (on a model with no blocks there yet)."""
+        unknown = sorted(set(stacks) - set(self.layers))
+        if unknown:
+            raise ValueError(f"saved blocks of layers {unknown[:3]} that this model does not have")
+        for name, (local_ids, blocks) in stacks.items():
+            layer = self.layers[name]
+            if layer.n_blocks:
+                raise ValueError(f"layer {name} already has blocks; load stacks into a fresh model")
+            layer.add_blocks(local_ids)
+            layer.blocks.copy_(blocks.to(layer.blocks))
+
     def allocated_ids(self) -> Tensor:
         """Global ids that have parameters, sorted."""
         parts = [self.index.to_global(n, l.local_ids.cpu()) for n, l in self.layers.items()]

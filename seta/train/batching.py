@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from seta.data import collate_train, encode_example
+from seta.data import collate_train, encode_answer, encode_prompt
 
 
-def encode_examples(tokenizer, examples, cfg) -> list[dict]:
-    """Encode {prompt, answer} examples once: input_ids, labels (−100 on the prompt), n_answer."""
+def prompt_cap(cfg, max_positions: int | None) -> int:
+    """Prompt tokens kept at evaluation: max_prompt_len, and room for max_new_tokens within the model's
+    positions. ValueError when max_new_tokens leaves no room for a prompt."""
+    if max_positions is None:
+        return cfg.max_prompt_len
+    room = max_positions - cfg.max_new_tokens
+    if room < 1:
+        raise ValueError(f"TrainConfig.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
+                         f"model's {max_positions} positions: lower max_new_tokens")
+    return min(cfg.max_prompt_len, room)
+
+
+def encode_examples(tokenizer, examples, cfg, max_positions: int | None = None) -> list[dict]:
+    """Encode {prompt, answer} examples once: input_ids, labels (−100 on the prompt), n_answer.
+
+    The answer is cut to max_answer_len, the prompt (from the left) to max_prompt_len and to the
+    positions the answer leaves within `max_positions` (the model's context), so no training
+    sequence is longer than the model was built for."""
+    answer_cap = cfg.max_answer_len if max_positions is None else min(cfg.max_answer_len, max_positions - 1)
     out = []
     for ex in examples:
-        enc = encode_example(tokenizer, ex.prompt, ex.answer, max_prompt=cfg.max_prompt_len, max_answer=cfg.max_answer_len)
-        enc = dict(enc)
-        enc["n_answer"] = sum(1 for v in enc["labels"][1:] if v != -100)
-        out.append(enc)
+        a = encode_answer(tokenizer, ex.answer, answer_cap)
+        cap = cfg.max_prompt_len if max_positions is None else min(cfg.max_prompt_len, max_positions - len(a))
+        p = encode_prompt(tokenizer, ex.prompt, cap)
+        labels = [-100] * len(p) + a
+        out.append({"input_ids": p + a, "labels": labels, "n_answer": sum(1 for v in labels[1:] if v != -100)})
     return out
 
 

@@ -1,17 +1,23 @@
 """The continual loop: for each task, before-task step, training, after-task step, evaluation.
 
 One row of R per task (R[i][j] = score on task j after training through task i,
-0-based here), a checkpoint after every task (atomic), resumable with
-``resume=True`` to the same final R as an uninterrupted run with the same seed.
+0-based here), a checkpoint after every task (atomic, safetensors + JSON, never pickled),
+resumable with ``resume=True``: the resumed run's every tensor (blocks in stack order, Fisher,
+anchors, gate, RNG) and R equal an uninterrupted run's bit for bit (same seed, CPU). A resume
+first checks that the checkpoint belongs to this run (method and settings, TrainConfig, tasks,
+a hash of the data, a fingerprint of the base model: `seta.train.fingerprint`) and refuses,
+naming the differing fields, unless ``force_resume=True``. A kill mid-task resumes from the
+last finished task.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,17 +29,28 @@ from seta.data import encode_prompt
 from seta.eval.generate import generate
 from seta.eval.scorers import score
 from seta.train import distributed as dist
-from seta.train.batching import batches_of, encode_examples
-from seta.train.checkpoint import atomic_torch_save, load_checkpoint, rng_state, seed_everything, set_rng_state
+from seta.models import max_positions
+from seta.train.batching import batches_of, encode_examples, prompt_cap
+from seta.train.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files, rng_state, save_checkpoint,
+                                   seed_everything, set_rng_state)
 from seta.train.config import TrainConfig, save_json
+from seta.train.fingerprint import identity_diff, run_identity
 from seta.train.memory import PeakMemory
 from seta.train.strategies.base import Strategy
 
 log = logging.getLogger("seta.train")
 
 
+CHECKPOINT_NAME = "checkpoint.safetensors"
+LEGACY_CHECKPOINT_NAME = "checkpoint.pt"  # pickled, written by seta before checkpoint format 2; never opened
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class ResumeMismatchError(ValueError):
+    """The checkpoint found by a resume belongs to another run (other settings, data or base model)."""
 
 
 def cosine_lr_factor(step: int, total: int, warmup: int) -> float:
@@ -81,19 +98,27 @@ class ContinualTrainer:
     out_dir: where the log, checkpoints and the adapter go.
     """
 
-    def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, progress: bool = True):
+    def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, progress: bool = True,
+                 meta: dict | None = None):
+        """meta: JSON-ready facts about the run beyond the strategy, config, tasks, data and base model
+        (e.g. {"preset": "tiny"}); they are part of the identity that a resume checks."""
         if not tasks:
             raise ValueError("the stream has no tasks")
         self.strategy = strategy
         self.tasks = list(tasks)
         self.cfg = config
         self.out = Path(out_dir)
+        self.meta = dict(meta or {})
         self.joint = strategy.joint  # MTL: one training stage on every task, only the final row of R
-        strategy.bind(self.tasks, config)
+        self.max_positions = max_positions(strategy.model)
+        self.prompt_cap = prompt_cap(config, self.max_positions)  # evaluation: prompt + new tokens fit the model
+        strategy.bind(self.tasks, replace(config, max_prompt_len=self.prompt_cap))
         self.progress = progress
         self.rank, self.world = dist.world()
-        self.ckpt_path = self.out / "checkpoint.pt"
+        self.ckpt_path = self.out / CHECKPOINT_NAME
         self.task_log: dict[int, dict] = {}  # task -> LM loss and penalty of its training (see _train_task)
+        self._encoded: tuple[int, list[dict]] | None = None  # the current task's encoded training examples
+        self._identity: dict | None = None  # run_identity, taken when run() starts
 
     # ------------------------------------------------------------------ data
     def _epoch_batches(self, examples: list, t: int, epoch: int) -> list[list[dict]]:
@@ -104,16 +129,23 @@ class ContinualTrainer:
             for s in range(0, len(order), self.cfg.batch_size)
         ]
 
+    def _train_encoding(self, t: int) -> list[dict]:
+        """Task t's training examples, tokenised once per task (training, probes and Fisher reuse them)."""
+        if self._encoded is None or self._encoded[0] != t:
+            examples = self.strategy.train_examples(t, self.tasks)
+            self._encoded = (t, encode_examples(self.strategy.tokenizer, examples, self.cfg, self.max_positions))
+        return self._encoded[1]
+
     def probe_batches(self, t: int):
         """Deterministic training micro-batches of task t (for probes, Fisher, routing statistics)."""
-        enc = encode_examples(self.strategy.tokenizer, self.strategy.train_examples(t, self.tasks), self.cfg)
+        enc = self._train_encoding(t)
         for group in self._epoch_batches(enc, t, epoch=-1):
             yield batches_of(group, self.strategy.tokenizer)
 
     # ------------------------------------------------------------- training
     def _train_task(self, t: int, bar_desc: str) -> float:
         s, cfg = self.strategy, self.cfg
-        examples = encode_examples(s.tokenizer, s.train_examples(t, self.tasks), cfg)
+        examples = self._train_encoding(t)
         epochs = cfg.epochs_for(t)
         params = s.trainable_parameters()
         if not params:
@@ -179,7 +211,7 @@ class ContinualTrainer:
         exs = list(task.test)[: cfg.max_eval_examples] if cfg.max_eval_examples else list(task.test)
         prompts = [e.prompt for e in exs]
         preds = generate(
-            s.model, s.tokenizer, [encode_prompt(s.tokenizer, p, cfg.max_prompt_len) for p in prompts],
+            s.model, s.tokenizer, [encode_prompt(s.tokenizer, p, self.prompt_cap) for p in prompts],
             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
             before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
             progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
@@ -191,30 +223,63 @@ class ContinualTrainer:
         return [self.evaluate(j) for j in range(len(self.tasks))]
 
     # -------------------------------------------------------------------- run
-    def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None) -> RunResult:
+    def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None,
+            force_resume: bool = False) -> RunResult:
         """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume).
 
+        resume: continue from the checkpoint in out_dir, if there is one, after checking it belongs to
+        this run (ResumeMismatchError lists what differs); ``force_resume=True`` skips that check.
+        base_scores: the base model's scores (computed when None and needed; a resume reuses the stored ones).
         ``peak_mem_mb`` of the result: the CUDA allocator's peak, or the process RSS peak sampled
         during this call (``seta.train.memory.PeakMemory``)."""
         with PeakMemory() as mem:
-            result = self._run(resume, base_scores, stop_after)
+            result = self._run(resume, base_scores, stop_after, force_resume)
         result.peak_mem_mb = mem.peak_mb
         return result
 
-    def _run(self, resume, base_scores, stop_after) -> RunResult:
+    def identity(self) -> dict:
+        """What this run is (`seta.train.fingerprint.run_identity`): compared on resume."""
+        return run_identity(self.strategy, self.tasks, self.cfg, self.meta)
+
+    def resume_state(self, force: bool = False) -> dict | None:
+        """The checkpoint a resume would continue from (None if there is none), checked against this run."""
+        if not self.ckpt_path.exists():
+            legacy = self.out / LEGACY_CHECKPOINT_NAME
+            if legacy.exists():
+                raise CheckpointError(
+                    f"{legacy} is a pickled checkpoint of an older seta and is not opened (unpickling can run "
+                    "code); delete it and run without --resume to start afresh")
+            return None
+        ck = load_checkpoint(self.ckpt_path)
+        if not force:
+            saved = json.loads(ck.get("identity", "{}"))
+            diff = identity_diff(saved, self._identity or self.identity())
+            if diff:
+                shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+                raise ResumeMismatchError(
+                    f"{self.ckpt_path} belongs to another run ({shown}); resume with the same settings, data and "
+                    "base model, use another output folder to start afresh, or pass --resume-force "
+                    "(force_resume=True) to resume anyway")
+        return ck
+
+    def _run(self, resume, base_scores, stop_after, force_resume=False) -> RunResult:
         n = len(self.tasks)
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_log()
+        if self.rank == 0:
+            remove_stale_temp_files(self.out, CHECKPOINT_NAME)
+        self._identity = self.identity()  # of the base as given, before any state is loaded into it
+        ck = self.resume_state(force_resume) if resume else None  # before anything in out_dir is rewritten
         save_json(self.cfg.to_dict(), self.out / "train_config.json")
         R = [[float("nan")] * n for _ in range(n)]
         start, elapsed = 0, 0.0
         seed_everything(self.cfg.seed)
-        if resume and self.ckpt_path.exists():
-            ck = load_checkpoint(self.ckpt_path)
+        if ck is not None:
             self.strategy.load_state_dict(ck["strategy"])
             R, start, elapsed, base_scores = ck["R"], ck["next_task"], ck["wall_s"], ck["base_scores"]
             self.task_log = {int(k): v for k, v in ck.get("task_log", {}).items()}
-            self.strategy.routing_log.true, self.strategy.routing_log.pred = ck["routing"]
+            true, pred = ck["routing"]
+            self.strategy.routing_log.true, self.strategy.routing_log.pred = list(true), list(pred)
             set_rng_state(ck["rng"])
             log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
         t0 = time.perf_counter() - elapsed
@@ -230,6 +295,7 @@ class ContinualTrainer:
             loss = self._train_task(t, f"{self.strategy.name} · task {t + 1}/{n} {task.name}")
             self.strategy.end_training(t)
             self.strategy.after_task(t, task, lambda t=t: self.probe_batches(t))
+            self._encoded = None
             upto = t + 1 + int(self.cfg.eval_next_task and t + 1 < n and not self.joint)
             self.strategy.routing_log.true.clear(), self.strategy.routing_log.pred.clear()
             R[t][:upto] = [self.evaluate(j) for j in range(upto)]
@@ -248,11 +314,10 @@ class ContinualTrainer:
         if self.rank != 0:
             return
         rl = self.strategy.routing_log
-        atomic_torch_save(
+        save_checkpoint(
             {"strategy": self.strategy.state_dict(), "R": R, "next_task": next_task, "wall_s": wall_s,
              "base_scores": base_scores, "rng": rng_state(), "routing": (list(rl.true), list(rl.pred)),
-             "task_log": self.task_log,
-             "config": self.cfg.to_dict()},
+             "task_log": self.task_log, "identity": json.dumps(self._identity or self.identity(), sort_keys=True)},
             self.ckpt_path,
         )
 

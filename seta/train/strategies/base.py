@@ -15,7 +15,7 @@ A strategy owns its model (base + adapters) as ``self.model``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 import torch
 from torch import nn
@@ -113,6 +113,10 @@ class Strategy:
         """Undo ``route`` after the batch."""
 
     # ------------------------------------------------------------ bookkeeping
+    def config_dict(self) -> dict:
+        """The method's settings as JSON-ready data (part of the run identity a resume checks)."""
+        return asdict(self.config) if is_dataclass(self.config) else {}
+
     def param_counts(self) -> dict:
         """trainable_params: parameters updated by training; allocated_params: None if n/a."""
         n = sum(p.numel() for p in self.trainable_parameters())

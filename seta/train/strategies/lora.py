@@ -30,11 +30,15 @@ class SeqLoRA(Strategy):
     name = "seq-lora"
 
     def __init__(self, model, tokenizer, config=None, **lora):
+        self.lora = lora
         super().__init__(get_peft_model(model, _lora_config(**lora)), tokenizer, config)
 
     def param_counts(self) -> dict:
         n = sum(p.numel() for n_, p in self.model.named_parameters() if "lora_" in n_)
         return {"trainable_params": n, "allocated_params": None}
+
+    def config_dict(self) -> dict:
+        return {"lora": {**LORA_DEFAULTS, **self.lora}}
 
     def save_adapter(self, out_dir) -> None:
         self.model.save_pretrained(out_dir)
@@ -81,6 +85,9 @@ class OLoRA(Strategy):
     def param_counts(self) -> dict:
         n = sum(p.numel() for n_, p in self.model.named_parameters() if "lora_" in n_)
         return {"trainable_params": n, "allocated_params": None}
+
+    def config_dict(self) -> dict:
+        return {"lora": {**LORA_DEFAULTS, **self.lora}, "lambda_orth": self.lambda_orth, "lambda_l2": self.lambda_l2}
 
     def state_dict(self) -> dict:
         lora = {n: p.detach().clone() for n, p in self.model.named_parameters() if "lora_" in n}

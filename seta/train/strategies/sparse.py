@@ -152,8 +152,9 @@ class SparseBlocks(Strategy):
         return curve
 
     def state_dict(self) -> dict:
+        """Plain data and tensors; the block stacks in their stack order (bit-exact resume)."""
         a = self.seta.anchors
-        return {"registry": self.seta.registry.to_dict(), "blocks": self.seta.get_blocks(self.seta.allocated_ids()).detach().clone(),
+        return {"registry": self.seta.registry.to_dict(), "stacks": self.seta.stacks(),
                 "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone(), a.count.clone()),
                 "task_stats": {int(k): v for k, v in self.task_stats.items()}}
 
@@ -164,9 +165,7 @@ class SparseBlocks(Strategy):
         for t in reg.tasks:
             self.seta.registry.add_task(t, reg.expert(t))
             self.seta.router.add_task(t)
-        ids = self.seta.registry.allocated()
-        self.seta.add_blocks(ids)
-        self.seta.set_blocks(ids, state["blocks"])
+        self.seta.load_stacks(state["stacks"])
         a = self.seta.anchors
         a.ids, a.values, a.fisher, a.count = (v.clone() for v in state["anchors"])
         self.task_stats = {int(k): v for k, v in state.get("task_stats", {}).items()}

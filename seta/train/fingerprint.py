@@ -1,0 +1,90 @@
+"""What a run is, as JSON: so that `--resume` continues only the run a checkpoint belongs to.
+
+    identity = run_identity(strategy, tasks, train_config, extra={"preset": "tiny"})
+    problems = identity_diff(saved, identity)   # ["train_config.lr: 0.001 in the checkpoint, 0.002 now", ...]
+
+The identity holds the method and its settings (the strategy's config, e.g. SparseConfig), the
+TrainConfig, the task list, a SHA-256 per task and split of the examples, and a fingerprint of the
+base model: its HF config, the names, shapes and dtypes of its parameters and a strided sample of
+the values of each of them (4096 values per tensor), cheap even at 7B.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+ADAPTER_MARKERS = ("lora_", ".blocks", ".train_blocks", "router.")  # parameters that are not the base's
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "name_or_path", "transformers_version", "_commit_hash")
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:16]
+
+
+def data_fingerprint(tasks) -> dict:
+    """{task name: {split: sha of its (prompt, answer) list}}."""
+    out = {}
+    for task in tasks:
+        out[task.name] = {split: _sha(json.dumps([[e.prompt, e.answer] for e in getattr(task, split)]))
+                          for split in ("train", "eval", "test")}
+    return out
+
+
+def _hf_config(model) -> dict:
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if hasattr(cfg, "to_dict"):
+            d = cfg.to_dict()
+            return {k: v for k, v in d.items() if k not in _VOLATILE_CONFIG_KEYS}
+    return {}
+
+
+def _sample_bytes(t: torch.Tensor, max_elems: int = 4096) -> bytes:
+    flat = t.detach().reshape(-1)
+    step = max(1, flat.numel() // max_elems)
+    return flat[::step][:max_elems].cpu().contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def model_fingerprint(model) -> dict:
+    """{"config": sha of the HF config, "weights": sha of the base parameters' layout and samples}."""
+    base = [(n, p) for n, p in model.named_parameters() if not any(m in n for m in ADAPTER_MARKERS)]
+    h = hashlib.sha256()
+    for n, p in base:
+        h.update(f"{n}:{tuple(p.shape)}:{p.dtype};".encode())
+        if p.device.type != "meta" and p.numel():
+            h.update(_sample_bytes(p))
+    return {"config": _sha(json.dumps(_hf_config(model), sort_keys=True, default=str)), "weights": h.hexdigest()[:16]}
+
+
+def run_identity(strategy, tasks, train_config, extra: dict | None = None) -> dict:
+    """The JSON-ready identity of a run (see the module docstring)."""
+    identity = {
+        "method": strategy.name, "strategy": type(strategy).__name__, "strategy_config": strategy.config_dict(),
+        "train_config": train_config.to_dict(), "tasks": [[t.name, t.metric] for t in tasks],
+        "data": data_fingerprint(tasks), "base_model": model_fingerprint(strategy.model), **(extra or {}),
+    }
+    return json.loads(json.dumps(identity, sort_keys=True, default=str))
+
+
+def _flatten(d, prefix=""):
+    if isinstance(d, dict) and d:
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _short(v) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def identity_diff(saved: dict, now: dict) -> list[str]:
+    """One 'field: X in the checkpoint, Y now' per differing field (dotted paths), sorted."""
+    a, b = _flatten(saved), _flatten(now)
+    return [f"{k}: {_short(a.get(k, '<absent>'))} in the checkpoint, {_short(b.get(k, '<absent>'))} now"
+            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
