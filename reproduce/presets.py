@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
+
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig
 from seta.train.pretrain import PretrainConfig
 from seta.train.strategies import SparseConfig
-
-# the default list: SETA, its two diagnostic ablations (oracle routing: routing errors vs forgetting; raw
-# allocation: the allocation rule), and every baseline
-ALL_METHODS = ["seta", "seta-oracle", "seta-raw", "seqft-sparse", "seq-lora", "o-lora", "ewc", "replay", "lwf",
-               "independent", "mtl"]
-ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-soft"]
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import ABLATIONS, ALL_METHODS, PRESETS, QUICK, Preset  # noqa: E402
+import results  # noqa: E402
+from choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES  # noqa: E402
+from failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,  # noqa: E402
+                      install_sigterm_handler, interrupted_message, user_message)
+from results import general_table as _general_table  # noqa: E402, F401  (tests and sweep use it from here)
 
-from seta.train.strategies import STRATEGIES  # noqa: E402
+from seta.train.strategies import STRATEGIES  # noqa: E402  (names only: no torch)
+
+# torch, transformers and the presets are imported after the arguments are checked (see main)
+
+
+def __getattr__(name):  # run_all.PRESETS / QUICK / Preset, for callers that used them from here
+    if name in ("PRESETS", "QUICK", "Preset"):
+        import presets
+
+        return getattr(presets, name)
+    raise AttributeError(name)
 
 
 def _load_stream(preset: Preset, data_dir, seed: int):
@@ -37,6 +50,8 @@ def _load_stream(preset: Preset, data_dir, seed: int):
 def _base_factory(preset: Preset, model_path, tokenizer, cache_dir, progress=True):
     """A function returning a fresh copy of the base model for each method."""
     from seta.models import build_tiny_model, load_base_model
+
+    import torch
 
     if preset.needs_model_path or model_path is not None:
         if model_path is None:
@@ -64,6 +79,8 @@ def _base_factory(preset: Preset, model_path, tokenizer, cache_dir, progress=Tru
 
 def _heldout_ppl(strategy, tokenizer, seed: int) -> float:
     """Held-out perplexity of the generic text, routed the way the method routes (general ability)."""
+    import torch
+
     from seta.data import generic_corpus
     from seta.train.pretrain import perplexity
 
@@ -104,23 +121,6 @@ def _general_ability(model, tokenizer, data, cfg: Preset, progress: bool, strate
     return {b: {"score": r.score, "metric": r.metric, "n": r.n, "subsets": r.subsets, **r.other} for b, r in res.items()}
 
 
-def _general_table(harness: dict) -> str:
-    """Markdown table of the harness scores (mean over seeds), base first."""
-    import numpy as np
-
-    tasks = harness["tasks"]
-    first = harness["base"][0]
-    head = " | ".join(f"{t.upper()} {first[t]['metric']} (n={first[t]['n']})" for t in tasks)
-    rows = [("base", harness["base"])] + list(harness["after"].items())
-    shots = ", ".join(f"{t} {harness['num_fewshot'][t]}" for t in tasks)
-    lines = ["## General ability (lm-evaluation-harness)", "",
-             f"Few-shot: {shots}; scores 0-100, mean over seeds; methods routed as at inference (no task id).", "",
-             f"| Model | {head} |", "|---|" + "---:|" * len(tasks)]
-    for name, runs in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{np.mean([r[t]['score'] for r in runs]):.1f}" for t in tasks) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def dry_run(preset: Preset) -> None:
     """Build the architecture on the meta device and print the memory plan."""
     from memory_plan import memory_plan
@@ -129,11 +129,11 @@ def dry_run(preset: Preset) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True, help="Configuration to run.")
+@click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)), default="tiny", show_default=True, help="Configuration to run.")
 @click.option("--methods", default=",".join(ALL_METHODS), show_default=True,
               help=f"Comma-separated methods; ablations: {', '.join(ABLATIONS)}.")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory (default results/<preset>).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (integers 0 to 2^32-1).")
+@click.option("--out", type=click.Path(), default=None, help="Output directory (default results/<preset>).")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Local HF model directory (paper presets).")
 @click.option("--data-dir", type=click.Path(), default=None, help="TRACE-format data directory (any preset).")
 @click.option("--general-data", type=click.Path(), default=None,
@@ -143,53 +143,88 @@ def dry_run(preset: Preset) -> None:
               help="Comma-separated benchmarks of --general-data to run.")
 @click.option("--general-limit", type=click.IntRange(min=1), default=None,
               help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
-@click.option("--resume", is_flag=True, help="Continue each method from its last finished task.")
+@click.option("--resume", is_flag=True, help="Continue each method from its last finished task (the checkpoint must "
+                                             "belong to this run: same settings, data and base model).")
+@click.option("--resume-force", is_flag=True, help="Like --resume, but continue even from a checkpoint of other "
+                                                   "settings, data or base model.")
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def main(preset, methods, seeds, out, model_path, data_dir, general_data, general_tasks, general_limit, resume, quick,
-         dry_run, no_progress):
+def main(preset, methods, seeds, out, model_path, data_dir, general_data, general_tasks, general_limit, resume,
+         resume_force, quick, dry_run, no_progress):
     """Reproduce SETA and the baselines on one stream; write an honest report."""
-    cfg = PRESETS[preset]
-    if quick:
-        if cfg.needs_model_path:
-            raise click.UsageError("--quick runs the tiny preset only")
-        cfg = QUICK
+    if quick and preset in PAPER_PRESETS:
+        raise click.UsageError("--quick runs the tiny preset only")
     if dry_run:
-        globals()["dry_run"](cfg)
+        from presets import PRESETS, QUICK
+
+        globals()["dry_run"](QUICK if quick else PRESETS[preset])
         return
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = parse_methods(methods)
+    seed_list = parse_seeds(seeds)
+    if model_path is not None:
+        check_dir_option(model_path, "--model", "model directory")
+    if data_dir is not None:
+        check_dir_option(data_dir, "--data-dir", "data directory")
+    if preset in PAPER_PRESETS and model_path is None:
+        raise click.UsageError(f"--preset {preset} needs --model PATH (a local HF model directory) and --data-dir PATH")
+    if preset in PAPER_PRESETS and data_dir is None:
+        raise click.UsageError(f"--preset {preset} needs --data-dir pointing at a TRACE-format directory")
+    if general_data is None and general_limit is not None:
+        raise click.UsageError("--general-limit needs --general-data")
+    if general_data is not None:
+        check_dir_option(general_data, "--general-data", "general-ability directory")
+    out_dir = Path(out or f"results/{'tiny-quick' if quick else preset}")
+    check_writable(out_dir)
+    install_sigterm_handler()
+    try:
+        from presets import PRESETS, QUICK  # torch and transformers: only now
+
+        cfg = QUICK if quick else PRESETS[preset]
+        general = _load_general(general_data, general_tasks, general_limit)
+        run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
+            force_resume=resume_force)
+    except RunInterrupted as err:
+        fail(interrupted_message(err), exit_code(err))
+    except KeyboardInterrupt as err:  # before any method started
+        fail(interrupted_message(RunInterrupted(None, None, None, type(err).__name__ == "Terminated")), 130)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(" ".join(str(err).split()))
+    except (OSError, RuntimeError) as err:
+        message = user_message(err, out_dir)
+        if message is None:
+            raise
+        fail(message)
+
+
+def parse_methods(text: str) -> list[str]:
+    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # in order, once each
+    if not names:
+        raise click.BadParameter(f"give at least one method, e.g. --methods seta,ewc (known: {', '.join(STRATEGIES)})",
+                                 param_hint="--methods")
     unknown = [m for m in names if m not in STRATEGIES]
     if unknown:
         raise click.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(STRATEGIES)}", param_hint="--methods")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
     try:
-        seed_list = [int(s) for s in seeds.split(",")]
+        seeds = list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
     except ValueError:
-        raise click.BadParameter(f"seeds must be comma-separated integers, got {seeds!r}", param_hint="--seeds")
-    if model_path is not None and not Path(model_path).exists():
-        raise click.BadParameter(f"model directory {model_path} does not exist", param_hint="--model")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise click.BadParameter(f"data directory {data_dir} does not exist", param_hint="--data-dir")
-    if cfg.needs_model_path and model_path is None:
-        raise click.UsageError(f"--preset {cfg.name} needs --model PATH (a local HF model directory) and --data-dir PATH")
-    if cfg.needs_model_path and data_dir is None:
-        raise click.UsageError(f"--preset {cfg.name} needs --data-dir pointing at a TRACE-format directory")
-    general = _load_general(general_data, general_tasks, general_limit)
-    out_dir = Path(out or f"results/{cfg.name}")
-    try:
-        run(cfg, names, seed_list, out_dir, model_path, data_dir, resume, not no_progress, general)
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err))
+        raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}", param_hint="--seeds") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed, e.g. --seeds 0,1,2", param_hint="--seeds")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise click.BadParameter(f"seeds must lie in 0..{MAX_SEED} (NumPy's range), got {bad[0]}", param_hint="--seeds")
+    return seeds
 
 
 def _load_general(path, tasks: str, limit):
     """Read and check --general-data before any training, so that a bad file costs seconds, not hours."""
     if path is None:
-        if limit is not None:
-            raise click.UsageError("--general-limit needs --general-data")
         return None
-    if not Path(path).is_dir():
-        raise click.BadParameter(f"general-ability directory {path} does not exist", param_hint="--general-data")
     try:
         from seta.eval.harness import load_general_data
     except ImportError as err:
@@ -200,100 +235,80 @@ def _load_general(path, tasks: str, limit):
         raise click.ClickException(str(err))
 
 
-def run(cfg: Preset, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None):
+def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,
+        force_resume: bool = False):
+    """Every method for every seed into out_dir/<method>/seed<k>/, then the reports from every finished
+    result in out_dir. The data and the folder's earlier results are checked before anything is written."""
+    import torch
+
     from seta.data import build_tiny_tokenizer
-    from seta.eval.report import BlockMap, GrowthCurve, MethodResult, write_report
+    from seta.eval.report import BlockMap
     from seta.models import load_tokenizer
+    from seta.train.fingerprint import data_fingerprint
     from seta.train.loop import ContinualTrainer
     from seta.train.strategies import build_strategy
 
+    streams = {seed: _load_stream(cfg, data_dir, seed) for seed in seeds}  # a bad data file fails here
+    info = results.run_info(cfg, model_path, streams[seeds[0]])
+    data = {seed: data_fingerprint(tasks) for seed, tasks in streams.items()}
+    results.check_compatible(out_dir, results.read_results(out_dir), info, data)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = load_tokenizer(model_path) if model_path else build_tiny_tokenizer()
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list] = {m: [] for m in names}
-    extras: dict = {}
-    tasks = None
     for seed in seeds:
         train_cfg = replace(cfg.train, seed=seed)
-        tasks = _load_stream(cfg, data_dir, seed)
+        tasks = streams[seed]
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
         gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
-        need_ppl = model_path is None and "ppl_base" not in extras
-        if need_ppl or general is not None:
+        seed_extra: dict = {}
+        if model_path is None or general is not None:
             base = factory()
-            if need_ppl:
+            if model_path is None:
                 from seta.data import generic_corpus
                 from seta.train.pretrain import perplexity
 
-                extras["ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
+                seed_extra["heldout_ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
             if general is not None:
                 click.echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
-                scores = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
-                extras.setdefault("general_base", []).append(scores)
+                seed_extra["general_base"] = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
             del base
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         for name in names:
-            click.echo(f"[seed {seed}] {name} ...")
-            strategy = build_strategy(name, factory(), tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
             run_dir = out_dir / name / f"seed{seed}"
-            trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress)
-            if base_scores is None and not strategy.joint:
-                base_scores = trainer.evaluate_base()
-            t0 = time.perf_counter()
-            res = trainer.run(resume=resume, base_scores=base_scores)
-            strategy.save_adapter(run_dir / "adapter")
-            if model_path is None:
-                res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
-            if general is not None:
-                res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress,
-                                                                strategy, gen_cap)
-            res.extra["base_scores"] = base_scores
-            if name == "seta" and seed == seeds[0]:
-                extras["block_map"] = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
-                extras["growth_ratio"] = strategy.seta.registry.growth_ratio()
-            results[name].append(res)
-            (run_dir / "result.json").write_text(json.dumps({**res.__dict__, "OP": res.OP, "BWT": res.BWT}, default=str, indent=1))
+            try:
+                click.echo(f"[seed {seed}] {name} ...")
+                strategy = build_strategy(name, factory(), tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
+                trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name})
+                t0 = time.perf_counter()
+                res = trainer.run(resume=resume, base_scores=base_scores, force_resume=force_resume)
+                if base_scores is None and not strategy.joint:
+                    base_scores = res.base_scores  # computed (or, on resume, stored) once per seed
+                strategy.save_adapter(run_dir / "adapter")
+                if model_path is None:
+                    res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
+                if general is not None:
+                    res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress,
+                                                                    strategy, gen_cap)
+                res.extra.update(seed_extra, base_scores=base_scores)
+                if name == "seta":
+                    bm = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
+                    res.extra["block_map"] = {"grids": {n: list(g) for n, g in bm.grids.items()},
+                                              "owner_counts": {n: [int(c) for c in v] for n, v in bm.owner_counts.items()}}
+                    res.extra["growth_ratio"] = strategy.seta.registry.growth_ratio()
+                results.write_result(run_dir, res, seed, info, data[seed])
+            except KeyboardInterrupt as err:
+                raise RunInterrupted(run_dir, name, seed, type(err).__name__ == "Terminated") from None
             click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  ({time.perf_counter() - t0:.0f}s)")
-    methods = []
-    for name, runs in results.items():
-        methods.append(MethodResult(
-            name=name, R=[r.R for r in runs], base_scores=runs[0].base_scores,
-            routing_acc=[r.routing_acc for r in runs] if runs[0].routing_acc is not None else None,
-            trainable_params=runs[0].trainable_params,
-            allocated_params=[r.allocated_params for r in runs] if runs[0].allocated_params is not None else None,
-            wall_s=[r.wall_s for r in runs], peak_mem_mb=[r.peak_mem_mb for r in runs],
-            routing_confusion=runs[0].routing_confusion,
-            per_task=[r.extra.get("per_task") for r in runs] if runs[0].extra.get("per_task") else None,
-        ))
-    growth = None
-    if "seta" in results and results["seta"][0].extra.get("growth"):
-        per_task = results["seta"][0].extra["growth"]
-        k = per_task[0]
-        b2 = cfg.sparse.block_size**2
-        alloc = _cumulative_allocated(results["seta"][0])
-        growth = GrowthCurve(seta=[a * b2 for a in alloc], independent=[(i + 1) * k * b2 for i in range(len(per_task))])
-    files = write_report(out_dir, cfg.name, [t.name for t in tasks], seeds, methods, growth=growth, block_map=extras.get("block_map"))
-    ppl = {n: [r.extra.get("heldout_ppl_after") for r in runs] for n, runs in results.items()}
-    ability = {"heldout_ppl_base": extras.get("ppl_base"), "heldout_ppl_after": ppl, "growth_ratio": extras.get("growth_ratio")}
+    found = results.read_results(out_dir)
+    files, ability = results.write_reports(out_dir, cfg.name, found)
+    earlier = sorted({r["method"] for r in found} - set(names))
+    if earlier:
+        click.echo(f"the report also holds earlier finished results in {out_dir}: {', '.join(earlier)}")
     click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
-    if general is not None:
-        from seta.eval.harness import DEFAULT_FEWSHOT
-
-        ability["harness"] = {"tasks": list(general), "num_fewshot": {t: DEFAULT_FEWSHOT[t] for t in general},
-                              "base": extras["general_base"],
-                              "after": {n: [r.extra["general_ability"] for r in runs] for n, runs in results.items()}}
-        table = _general_table(ability["harness"])
-        with open(out_dir / "summary.md", "a") as f:
-            f.write("\n" + table)
-    (out_dir / "general_ability.json").write_text(json.dumps(ability, indent=1))
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"wrote {files}")
-
-
-def _cumulative_allocated(res) -> list[int]:
-    return res.extra.get("allocated_curve", [])
 
 
 if __name__ == "__main__":

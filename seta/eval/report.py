@@ -61,6 +61,8 @@ class MethodResult:
     """(n, n) routing counts summed over seeds, rows = true task, columns = routed task."""
     per_task: Sequence | None = None
     """Per seed, one dict per task of what the run logged (losses, allocation figures); None if none."""
+    seeds: Sequence[int] | None = None
+    """The seeds of this method's R matrices, when they are not all the report's seeds (None: all)."""
 
     def __post_init__(self):
         if not self.name:
@@ -141,8 +143,11 @@ def _check(tasks: Sequence[str], seeds: Sequence[int], methods: Sequence[MethodR
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
     for m in methods:
-        if len(m.R) != len(seeds):
-            raise ValueError(f"method {m.name!r} has {len(m.R)} R matrices for {len(seeds)} seeds: give one per seed")
+        own = seeds if m.seeds is None else m.seeds
+        if m.seeds is not None and not set(m.seeds) <= set(seeds):
+            raise ValueError(f"method {m.name!r} has seeds {list(m.seeds)} outside the report's seeds {list(seeds)}")
+        if len(m.R) != len(own):
+            raise ValueError(f"method {m.name!r} has {len(m.R)} R matrices for {len(own)} seeds: give one per seed")
         for R in m.R:
             if np.shape(R) != (n, n):
                 raise ValueError(f"method {m.name!r}: R has shape {np.shape(R)}, expected {n} x {n} for {n} tasks")
@@ -172,6 +177,8 @@ def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], metho
         }
         if m.per_task is not None:
             entry["per_task"] = list(m.per_task)
+        if m.seeds is not None:
+            entry["seeds"] = [int(x) for x in m.seeds]
         out["methods"][m.name] = _json_clean(entry)
     return out
 
@@ -236,6 +243,12 @@ def render_markdown(preset: str, tasks: Sequence[str], seeds: Sequence[int], met
         "(no std with one seed); LA = mean just-learned score R[j][j] (plasticity); "
         "— = not applicable or not measured.",
         "",
+    ]
+    fewer = [m for m in methods if m.seeds is not None and list(m.seeds) != list(seeds)]
+    if fewer:
+        lines += ["Seeds per method where not all: " + "; ".join(f"{m.name} {', '.join(map(str, m.seeds))}"
+                                                             for m in fewer) + ".", ""]
+    lines += [
         "| Method | " + " | ".join(head) + " |",
         "|---|" + "---:|" * len(head),
     ]
@@ -267,7 +280,8 @@ def write_report(out_dir: str | os.PathLike, preset: str, tasks: Sequence[str], 
     """Write ``summary.json``, ``summary.md`` and (``make_plots``) PNGs under ``out_dir/plots``:
     ``R_<method>.png`` each, ``op_bwt.png``, ``param_growth.png`` (with ``growth``),
     ``block_map.png`` + ``block_usage.png`` (with ``block_map``), ``routing_<method>.png``
-    for each method with a routing confusion."""
+    for each method with a routing confusion. PNGs of an earlier report that this one does not
+    draw are removed, so the folder never shows stale plots beside new ones."""
     out = Path(out_dir)
     _check(tasks, seeds, methods)
     aggs = aggregate(methods)
@@ -279,6 +293,8 @@ def write_report(out_dir: str | os.PathLike, preset: str, tasks: Sequence[str], 
     if not make_plots:
         return files
     pd, p = out / "plots", files.plots
+    for old in pd.glob("*.png") if pd.is_dir() else ():
+        old.unlink()
     for m in methods:
         p[f"R_{m.name}"] = plots.plot_r_heatmap(aggs[m.name].R_mean, tasks, pd / f"R_{_slug(m.name)}.png",
                                                  title=f"R: {m.name}")

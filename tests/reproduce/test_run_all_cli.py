@@ -25,6 +25,15 @@ def cli():
         (["--general-data", "/no/such/dir"], "does not exist"),
         (["--general-limit", "3"], "--general-limit needs --general-data"),
         (["--general-limit", "0"], "Invalid value"),
+        (["--methods", ""], "give at least one method"),
+        (["--methods", " , "], "give at least one method"),
+        (["--seeds", "-1"], "seeds must lie in 0..4294967295"),
+        (["--seeds", str(2**32)], "seeds must lie in 0..4294967295"),
+        (["--seeds", ","], "give at least one seed"),
+        (["--data-dir", str(ROOT / "README.md")], "is a file, not a directory"),
+        (["--model", str(ROOT / "README.md")], "is a file, not a directory"),
+        (["--general-data", str(ROOT / "README.md")], "is a file, not a directory"),
+        (["--quick", "--preset", "qwen3-4b"], "--quick runs the tiny preset only"),
     ],
 )
 def test_bad_arguments_exit_non_zero_without_traceback(cli, args, message, tmp_path):
@@ -34,7 +43,7 @@ def test_bad_arguments_exit_non_zero_without_traceback(cli, args, message, tmp_p
     assert "Traceback" not in result.output
 
 
-def test_malformed_data_file_is_a_clear_error(cli, tmp_path):
+def test_malformed_data_file_is_a_clear_error_and_creates_nothing(cli, tmp_path):
     from seta.data import synthetic_stream, write_trace
 
     write_trace(synthetic_stream(seed=0, n_train=4, n_eval=2, n_test=2), tmp_path / "data")
@@ -42,6 +51,22 @@ def test_malformed_data_file_is_a_clear_error(cli, tmp_path):
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "--methods", "seta", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "train.json" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # no empty output folder left behind
+
+
+def test_out_that_is_a_file_or_unwritable_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("x")
+    result = CliRunner().invoke(cli, ["--methods", "seta", "--out", str(tmp_path / "f" / "sub")])
+    assert result.exit_code == 2 and "is a file; choose another folder" in result.output
+    import failures
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(failures.tempfile, "TemporaryFile", refuse)  # a read-only folder (root ignores chmod)
+    result = CliRunner().invoke(cli, ["--methods", "seta", "--out", str(tmp_path / "ro" / "out")])
+    assert result.exit_code == 2 and "cannot write to" in result.output and "choose a writable folder" in result.output
+    assert not (tmp_path / "ro").exists()
 
 
 @pytest.mark.parametrize("preset", ["llama2-7b", "qwen3-4b"])

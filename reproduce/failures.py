@@ -1,0 +1,109 @@
+"""What the command lines say when a run cannot go on: one line that says what to do, non-zero exit.
+
+No torch or transformers here: argument checks run in milliseconds, before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import tempfile
+from pathlib import Path
+
+import click
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so it unwinds like Ctrl-C (atomic writes clean up after themselves)."""
+
+
+class RunInterrupted(Exception):
+    """A signal stopped the run of `method` for `seed`, whose checkpoints live in `run_dir`."""
+
+    def __init__(self, run_dir: Path | None, method: str | None, seed: int | None, terminated: bool):
+        super().__init__(f"interrupted in {run_dir}")
+        self.run_dir, self.method, self.seed, self.terminated = run_dir, method, seed, terminated
+
+
+def install_sigterm_handler() -> None:
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def check_dir_option(path, option: str, what: str) -> None:
+    """BadParameter unless `path` is an existing directory (says which of the two it is not)."""
+    p = Path(path)
+    if not p.exists():
+        raise click.BadParameter(f"{what} {path} does not exist", param_hint=option)
+    if not p.is_dir():
+        raise click.BadParameter(f"{what} {path} is a file, not a directory", param_hint=option)
+
+
+def check_writable(out_dir: Path) -> None:
+    """BadParameter unless out_dir is (or can be made) a writable folder; nothing is created in it."""
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise click.BadParameter(f"{p} is a file, not a directory; choose a folder", param_hint="--out")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise click.BadParameter(f"cannot create {p}: {probe} is a file; choose another folder", param_hint="--out")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise click.BadParameter(f"cannot write to {probe} ({err.strerror or err}); choose a writable folder",
+                                 param_hint="--out") from None
+
+
+def _no_space(err: BaseException) -> bool:
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+
+
+def user_message(err: BaseException, out_dir: Path) -> str | None:
+    """The one line for a failure the user can fix (disk full, unwritable folder), else None."""
+    if _no_space(err):
+        return (f"no space left on the device of {out_dir}: free some space (or choose another --out), then rerun "
+                "the same command with --resume; finished tasks are kept")
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = err.filename or out_dir
+        return f"cannot write to {where} ({err.strerror}); choose a writable --out"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err} ({err.filename or out_dir}); fix it, then rerun the same command with --resume"
+    return None
+
+
+def interrupted_message(err: RunInterrupted) -> str:
+    """Says whether --resume can continue, after checking that the last checkpoint opens."""
+    from seta.train.checkpoint import load_checkpoint
+    from seta.train.loop import CHECKPOINT_NAME
+
+    sig = "SIGTERM" if err.terminated else "SIGINT"
+    if err.run_dir is None:
+        return f"interrupted ({sig}) before any training started; rerun the same command"
+    what = f"{err.method} (seed {err.seed})"
+    ckpt = Path(err.run_dir) / CHECKPOINT_NAME
+    if not ckpt.exists():
+        return (f"interrupted ({sig}) during {what}, before its first task finished; rerun the same command with "
+                "--resume to continue (finished methods are kept, this one starts afresh)")
+    try:
+        done = int(load_checkpoint(ckpt)["next_task"])
+    except (ValueError, KeyError, OSError) as e:
+        return f"interrupted ({sig}) during {what}; its checkpoint {ckpt} does not open ({e}); delete it and rerun"
+    return (f"interrupted ({sig}) during {what}; its checkpoint {ckpt} is complete (tasks 0..{done - 1} done): "
+            "rerun the same command with --resume to continue")
+
+
+def exit_code(err: RunInterrupted) -> int:
+    return EXIT_SIGTERM if err.terminated else EXIT_SIGINT
+
+
+def fail(message: str, code: int = 1):
+    """Print 'Error: message' on stderr as one line and exit with `code` (click's format for errors)."""
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    raise SystemExit(code)
