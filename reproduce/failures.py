@@ -6,6 +6,7 @@ No torch or transformers here: argument checks run in milliseconds, before anyth
 from __future__ import annotations
 
 import errno
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -61,13 +62,28 @@ def check_writable(out_dir: Path) -> None:
                                  param_hint="--out") from None
 
 
-def _no_space(err: BaseException) -> bool:
-    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+def _free_bytes(path: Path) -> int | None:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _no_space(err: BaseException, out_dir: Path) -> bool:
+    if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err):
+        return True  # OSError, or safetensors' SafetensorError '... No space left on device (os error 28)'
+    if "inline_container" in str(err) or "PytorchStreamWriter" in str(err):  # torch.save's 'enforce fail'
+        free = _free_bytes(out_dir)
+        return free is not None and free < 256 * 2**20
+    return False
 
 
 def user_message(err: BaseException, out_dir: Path) -> str | None:
     """The one line for a failure the user can fix (disk full, unwritable folder), else None."""
-    if _no_space(err):
+    if _no_space(err, out_dir):
         return (f"no space left on the device of {out_dir}: free some space (or choose another --out), then rerun "
                 "the same command with --resume; finished tasks are kept")
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

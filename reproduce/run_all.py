@@ -190,7 +190,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, general_data, genera
         fail(interrupted_message(RunInterrupted(None, None, None, type(err).__name__ == "Terminated")), 130)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(" ".join(str(err).split()))
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001  (OSError, torch's RuntimeError, SafetensorError: disk and folders)
         message = user_message(err, out_dir)
         if message is None:
             raise

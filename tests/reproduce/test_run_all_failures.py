@@ -40,6 +40,8 @@ def test_argument_errors_come_before_torch_is_imported():
     (RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 512 vs 448; PytorchStreamWriter "
                   "failed writing file data/3: file write failed, No space left on device"), "no space left on the device"),
     (OSError(28, "No space left on device"), "no space left on the device"),
+    (type("SafetensorError", (Exception,), {})("Error while serializing: I/O error: No space left on device (os "
+                                               "error 28)"), "no space left on the device"),
     (PermissionError(13, "Permission denied", "/ro/out/seta/seed0/train.log"), "cannot write to /ro/out/seta/seed0/train.log"),
 ])
 def test_disk_and_permission_failures_mid_run_are_one_line(run_all, monkeypatch, tmp_path, error, message):
