@@ -84,7 +84,21 @@ def _short(v) -> str:
 
 
 def identity_diff(saved: dict, now: dict) -> list[str]:
-    """One 'field: X in the checkpoint, Y now' per differing field (dotted paths), sorted."""
+    """What differs, one short phrase each: settings with both values ('train_config.lr: 0.001 in the
+    checkpoint, 0.002 now'), data by task ('data of FOMC (train, test)'), the base model by part."""
     a, b = _flatten(saved), _flatten(now)
-    return [f"{k}: {_short(a.get(k, '<absent>'))} in the checkpoint, {_short(b.get(k, '<absent>'))} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    out, data = [], {}
+    for k in keys:
+        if k.startswith("data."):
+            task, _, split = k[5:].rpartition(".")
+            data.setdefault(task or split, []).append(split if task else "all")
+        elif k.startswith("base_model."):
+            out.append(f"base model {k[11:]} (fingerprint)")
+        else:
+            out.append(f"{k}: {_short(a.get(k, '<absent>'))} in the checkpoint, {_short(b.get(k, '<absent>'))} now")
+    if data:
+        shown = [f"{t} ({', '.join(s)})" for t, s in list(data.items())[:3]]
+        more = f" and {len(data) - 3} more tasks" if len(data) > 3 else ""
+        out.append(f"data of {', '.join(shown)}{more}")
+    return out

@@ -257,9 +257,9 @@ class ContinualTrainer:
             if diff:
                 shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
                 raise ResumeMismatchError(
-                    f"{self.ckpt_path} belongs to another run ({shown}); resume with the same settings, data and "
-                    "base model, use another output folder to start afresh, or pass --resume-force "
-                    "(force_resume=True) to resume anyway")
+                    f"{self.ckpt_path} belongs to another run, not resumed; differing: {shown}. Rerun with the "
+                    "settings, data and base model it was written with, start afresh in another output folder, "
+                    "or pass --resume-force (force_resume=True) to resume anyway")
         return ck
 
     def _run(self, resume, base_scores, stop_after, force_resume=False) -> RunResult:

@@ -63,11 +63,11 @@ def test_resume_refuses_a_checkpoint_of_another_run(make_base, tok, tasks, tmp_p
     saved_config = (tmp_path / "train_config.json").read_text()
     other = [replace(two[0], train=two[0].train[:-1] + (Example("another prompt", "x"),)), two[1]]
     cases = [
-        (dict(tasks=other), "data.C-STANCE.train"),
+        (dict(tasks=other), "data of C-STANCE (train)"),
         (dict(cfg=replace(TRAIN, lr=1e-4)), "train_config.lr"),
         (dict(cfg=replace(TRAIN, seed=1)), "train_config.seed"),
         (dict(name="ewc"), "method"),
-        (dict(other_base=True), "base_model.weights"),
+        (dict(other_base=True), "base model weights"),
         (dict(tasks=[two[1], two[0]]), "tasks"),
     ]
     for change, field in cases:
