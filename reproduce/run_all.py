@@ -253,6 +253,10 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
     data = {seed: data_fingerprint(tasks) for seed, tasks in streams.items()}
     results.check_compatible(out_dir, results.read_results(out_dir), info, data)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if not progress:  # --no-progress hides transformers' bars too ('Loading weights', 'Writing model shards')
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(model_path) if model_path else build_tiny_tokenizer()
     out_dir.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
