@@ -47,10 +47,14 @@ def read_results(out_dir: Path) -> list[dict]:
     return found
 
 
-def check_compatible(out_dir: Path, found: list[dict], info: dict, data_by_seed: dict[int, dict]) -> None:
-    """ValueError naming the first earlier result that belongs to another run (one line)."""
+def check_compatible(out_dir: Path, found: list[dict], info: dict, data_by_seed: dict[int, dict],
+                     rerun: set = frozenset()) -> None:
+    """ValueError naming the first earlier result that belongs to another run (one line). Results of the
+    (method, seed) pairs in `rerun` are skipped: this run replaces them."""
     for r in found:
         where = Path(r["path"]).parent
+        if (r.get("method"), r.get("seed")) in rerun:
+            continue
         if "run" not in r:
             why = "it was written by an older run_all that did not record its settings"
         elif r["run"] != info:

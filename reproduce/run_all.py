@@ -251,7 +251,7 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
     streams = {seed: _load_stream(cfg, data_dir, seed) for seed in seeds}  # a bad data file fails here
     info = results.run_info(cfg, model_path, streams[seeds[0]])
     data = {seed: data_fingerprint(tasks) for seed, tasks in streams.items()}
-    results.check_compatible(out_dir, results.read_results(out_dir), info, data)
+    results.check_compatible(out_dir, results.read_results(out_dir), info, data, {(m, s) for m in names for s in seeds})
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if not progress:  # --no-progress hides transformers' bars too ('Loading weights', 'Writing model shards')
         from transformers.utils import logging as hf_logging

@@ -64,6 +64,7 @@ def test_results_of_another_run_are_refused_with_the_reason(results, presets, tm
     with pytest.raises(ValueError, match=r"its data \(seed 0\) differ"):
         results.check_compatible(tmp_path, found, quick, {0: {"A": "other"}})
     results.check_compatible(tmp_path, found, quick, {0: {"A": "d"}, 1: {"A": "x"}})  # same run: fine
+    results.check_compatible(tmp_path, found, full, {0: {"A": "d"}}, rerun={("seta", 0)})  # replaced by this run
     legacy = tmp_path / "ewc" / "seed0"
     legacy.mkdir(parents=True)
     (legacy / "result.json").write_text(json.dumps({"method": "ewc", "R": [[1.0]]}))
