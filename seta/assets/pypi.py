@@ -45,6 +45,17 @@ class Download:
         return f"https://pypi.org/project/{name}/{version}/#files"
 
 
+def partial_dir(parent: Path, name: str = "") -> Path:
+    """A new `.partial-*` folder in `parent`, with the permissions of an ordinary new folder
+    (mkdtemp's 0700 would otherwise stay on the folder once it is renamed into place)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL + name, dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
 def clean_partials(root: Path) -> list[Path]:
     """Remove `.partial-*` entries (left by an interrupted run) in `root` and its direct sub-folders."""
     if not root.is_dir():
@@ -103,8 +114,7 @@ def pip_download(item: Download, downloads: str | Path, timeout: float = 1800.0)
     target = downloads / item.filename
     if target.is_file():
         return target
-    downloads.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=downloads))
+    tmp = partial_dir(downloads)
     tried: list[tuple[str, str]] = []
 
     def attempt(pip: list[str], requirement: str, dest: Path) -> tuple[bool, str]:

