@@ -199,3 +199,15 @@ def test_malformed_json_in_archive_and_bad_archive(tmp_path):
         read_bigbench_tasks(tmp_path / "junk.tar.gz", ["bad"])
     with pytest.raises(FileNotFoundError, match="no BIG-bench archive"):
         read_bigbench_tasks(tmp_path / "missing.tar.gz", ["bad"])
+
+
+def test_the_data_layer_imports_no_model_code():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, seta.data.bigbench, seta.data.trace\n"
+            "print([m for m in sys.modules if m.startswith(('seta.models', 'transformers'))])")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert out.strip() == "[]"
