@@ -80,6 +80,8 @@ def main(cache_dir, tasks, validation_tasks, name, seed, max_train, max_eval, ma
         raise click.ClickException(str(err))
     (cache / "fetch_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     click.echo(_summary(report))
+    if report["errors"]:
+        raise click.ClickException("\n\n".join(report["errors"]))
 
 
 if __name__ == "__main__":

