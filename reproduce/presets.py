@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import click
+
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig
 from seta.train.pretrain import PretrainConfig
@@ -58,3 +60,27 @@ PAPER = {
 }
 
 PRESETS = {"tiny": TINY, **PAPER}
+
+
+def with_tasks(preset: Preset, task_names: str | None, data_dir) -> Preset:
+    """`preset` running only `task_names` (comma-separated, in this order) of the stream directory `data_dir`.
+
+    Checked against the names the directory offers (its stream.json, else its TRACE folders), so an
+    unknown name fails in seconds, listing the known ones. None: `preset` unchanged.
+    """
+    if task_names is None:
+        return preset
+    if data_dir is None:
+        raise click.UsageError("--tasks needs --data-dir (a stream directory to choose tasks from)")
+    from seta.data import stream_task_names
+
+    tasks = [t.strip() for t in task_names.split(",") if t.strip()]
+    try:
+        known = stream_task_names(data_dir)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    unknown = [t for t in tasks if t not in known]
+    if not tasks or unknown:
+        what = f"unknown task(s) {unknown}" if tasks else "no task names given"
+        raise click.BadParameter(f"{what}; {data_dir} offers: {', '.join(known) or 'none'}", param_hint="--tasks")
+    return replace(preset, stream={**{k: v for k, v in preset.stream.items() if k != "order"}, "tasks": tasks})

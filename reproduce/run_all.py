@@ -19,7 +19,7 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import ABLATIONS, ALL_METHODS, PRESETS, QUICK, Preset  # noqa: E402
+from presets import ABLATIONS, ALL_METHODS, PRESETS, QUICK, Preset, with_tasks  # noqa: E402
 
 from seta.train.strategies import STRATEGIES  # noqa: E402
 
@@ -28,7 +28,7 @@ def _load_stream(preset: Preset, data_dir, seed: int):
     from seta.data import load_trace, synthetic_stream
 
     if data_dir is not None:
-        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k == "order"}, seed=seed))
+        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in ("order", "tasks")}, seed=seed))
     if preset.needs_model_path:
         raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
     return list(synthetic_stream(seed=seed, **preset.stream))
@@ -136,6 +136,7 @@ def dry_run(preset: Preset) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory (default results/<preset>).")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Local HF model directory (paper presets).")
 @click.option("--data-dir", type=click.Path(), default=None, help="TRACE-format data directory (any preset).")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated tasks of --data-dir to run, in this order.")
 @click.option("--general-data", type=click.Path(), default=None,
               help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
                    "lm-evaluation-harness for the base and after each method's stream.")
@@ -147,8 +148,8 @@ def dry_run(preset: Preset) -> None:
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def main(preset, methods, seeds, out, model_path, data_dir, general_data, general_tasks, general_limit, resume, quick,
-         dry_run, no_progress):
+def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
+         resume, quick, dry_run, no_progress):
     """Reproduce SETA and the baselines on one stream; write an honest report."""
     cfg = PRESETS[preset]
     if quick:
@@ -174,6 +175,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, general_data, genera
         raise click.UsageError(f"--preset {cfg.name} needs --model PATH (a local HF model directory) and --data-dir PATH")
     if cfg.needs_model_path and data_dir is None:
         raise click.UsageError(f"--preset {cfg.name} needs --data-dir pointing at a TRACE-format directory")
+    cfg = with_tasks(cfg, task_names, data_dir)  # checks --tasks against the directory before any training
     general = _load_general(general_data, general_tasks, general_limit)
     out_dir = Path(out or f"results/{cfg.name}")
     try:
