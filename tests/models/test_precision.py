@@ -44,10 +44,10 @@ def _cached(dtype: str, nf4: bool, block_dtype: str, checkpointing: bool = False
                             gradient_checkpointing=checkpointing)
     seta = attach_experts(base, ExpertConfig(block_size=16, block_dtype=block_dtype))
     n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1, 2, n, dtype=torch.float64), ratio=0.15)
+    seta.allocate(0, torch.linspace(1, 2, n, dtype=torch.float64), ratio=0.15, rule="raw")
     scores = torch.linspace(2, 1, n, dtype=torch.float64)
     scores[seta.registry.expert(0)[::2]] = 5.0  # shared blocks
-    seta.allocate(1, scores, ratio=0.15)
+    seta.allocate(1, scores, ratio=0.15, rule="raw")
     randomise_blocks(seta, seta.allocated_ids(), seed=5)  # the same values in every precision
     return seta
 
