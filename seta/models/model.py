@@ -50,7 +50,8 @@ class ExpertConfig:
     """Linear layers to adapt: a pattern matches a module whose name equals it, ends with '.<pattern>',
     or fully matches it as a regular expression. Every pattern must match at least one linear layer."""
     block_dtype: str = "float32"
-    """dtype of the trainable blocks ('float32', 'bfloat16', 'float16'); the delta is computed in it."""
+    """dtype the trainable blocks are stored (master weights) and trained in ('float32', 'bfloat16',
+    'float16'); the delta is computed in it, or in autocast's dtype inside a `torch.autocast` region."""
     gate_hidden: int = 0
     """Hidden width of the gate's MLP trunk; 0 = a linear gate on the normalised routing feature."""
     feature_shrinkage: float = 0.1
