@@ -194,7 +194,7 @@ class SetaModel(nn.Module):
         parts = [self.index.to_global(n, l.local_ids.cpu()) for n, l in self.layers.items()]
         return torch.cat(parts).sort().values
 
-    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1, rule: str = "matrix-mean"):
+    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1, rule: str = "matrix-budget"):
         """Split-on-Share for `task`: S_t = top-k(T(score) · (1 + β·owned)), k = ceil(ρ N), T the allocation
         rule (`seta.core.allocation`: raw, matrix-mean, matrix-budget); records ownership, creates the new
         blocks and a gate output. Returns the core `Allocation`."""
