@@ -36,7 +36,7 @@ class Preset:
 TINY = Preset(
     name="tiny",
     train=TrainConfig(epochs=(3,), batch_size=16, lr=1e-2, max_new_tokens=16, eval_batch_size=50, seed=0),
-    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
+    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4, anchor_lambda=0.3,
                         gate=GateTrainConfig(steps=200)),
     tiny_model=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
     pretrain=PretrainConfig(steps=300),
