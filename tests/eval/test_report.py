@@ -182,3 +182,11 @@ def test_la_and_per_task_table():
     md = render_markdown("tiny", TASKS, SEEDS, ms)
     assert "| OP | BWT | LA | FWT |" in md
     assert "| code | 1.250 | 0.500 | 4 | 1 | 3 | 3 | 3 | 75% |" in md
+
+
+def test_sweep_plot_takes_named_values(tmp_path):
+    from seta.eval.plots import plot_sweep
+
+    path = plot_sweep("allocation", ["raw", "matrix-mean"], [20.0, 50.0], [1.0, None], [-2.0, 0.0], [0.5, None],
+                      tmp_path / "s.png", references={"independent": (40.0, 0.0)})
+    assert mpimg.imread(path).shape[0] > 100
