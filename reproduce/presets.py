@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import click
 from choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
 
 from seta.train.config import TrainConfig
@@ -30,7 +31,7 @@ class Preset:
 TINY = Preset(
     name="tiny",
     train=TrainConfig(epochs=(3,), batch_size=16, lr=1e-2, max_new_tokens=16, eval_batch_size=50, seed=0),
-    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
+    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4, anchor_lambda=0.3,
                         gate=GateTrainConfig(steps=200)),
     tiny_model=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
     pretrain=PretrainConfig(steps=300),
@@ -54,3 +55,27 @@ PAPER = {
 }
 
 PRESETS = {"tiny": TINY, **PAPER}
+
+
+def with_tasks(preset: Preset, task_names: str | None, data_dir) -> Preset:
+    """`preset` running only `task_names` (comma-separated, in this order) of the stream directory `data_dir`.
+
+    Checked against the names the directory offers (its stream.json, else its TRACE folders), so an
+    unknown name fails in seconds, listing the known ones. None: `preset` unchanged.
+    """
+    if task_names is None:
+        return preset
+    if data_dir is None:
+        raise click.UsageError("--tasks needs --data-dir (a stream directory to choose tasks from)")
+    from seta.data import stream_task_names
+
+    tasks = [t.strip() for t in task_names.split(",") if t.strip()]
+    try:
+        known = stream_task_names(data_dir)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    unknown = [t for t in tasks if t not in known]
+    if not tasks or unknown:
+        what = f"unknown task(s) {unknown}" if tasks else "no task names given"
+        raise click.BadParameter(f"{what}; {data_dir} offers: {', '.join(known) or 'none'}", param_hint="--tasks")
+    return replace(preset, stream={**{k: v for k, v in preset.stream.items() if k != "order"}, "tasks": tasks})

@@ -29,8 +29,8 @@ from seta.train.strategies import STRATEGIES  # noqa: E402  (names only: no torc
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 
 
-def __getattr__(name):  # run_all.PRESETS / QUICK / Preset, for callers that used them from here
-    if name in ("PRESETS", "QUICK", "Preset"):
+def __getattr__(name):  # run_all.PRESETS / QUICK / Preset / with_tasks, for callers that used them from here
+    if name in ("PRESETS", "QUICK", "Preset", "with_tasks"):
         import presets
 
         return getattr(presets, name)
@@ -41,7 +41,7 @@ def _load_stream(preset: Preset, data_dir, seed: int):
     from seta.data import load_trace, synthetic_stream
 
     if data_dir is not None:
-        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k == "order"}, seed=seed))
+        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in ("order", "tasks")}, seed=seed))
     if preset.needs_model_path:
         raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
     return list(synthetic_stream(seed=seed, **preset.stream))
@@ -136,6 +136,7 @@ def dry_run(preset: Preset) -> None:
 @click.option("--out", type=click.Path(), default=None, help="Output directory (default results/<preset>).")
 @click.option("--model", "model_path", type=click.Path(), default=None, help="Local HF model directory (paper presets).")
 @click.option("--data-dir", type=click.Path(), default=None, help="TRACE-format data directory (any preset).")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated tasks of --data-dir to run, in this order.")
 @click.option("--general-data", type=click.Path(), default=None,
               help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
                    "lm-evaluation-harness for the base and after each method's stream.")
@@ -150,8 +151,8 @@ def dry_run(preset: Preset) -> None:
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def main(preset, methods, seeds, out, model_path, data_dir, general_data, general_tasks, general_limit, resume,
-         resume_force, quick, dry_run, no_progress):
+def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
+         resume, resume_force, quick, dry_run, no_progress):
     """Reproduce SETA and the baselines on one stream; write an honest report."""
     if quick and preset in PAPER_PRESETS:
         raise click.UsageError("--quick runs the tiny preset only")
@@ -170,6 +171,8 @@ def main(preset, methods, seeds, out, model_path, data_dir, general_data, genera
         raise click.UsageError(f"--preset {preset} needs --model PATH (a local HF model directory) and --data-dir PATH")
     if preset in PAPER_PRESETS and data_dir is None:
         raise click.UsageError(f"--preset {preset} needs --data-dir pointing at a TRACE-format directory")
+    if task_names is not None and data_dir is None:
+        raise click.UsageError("--tasks needs --data-dir (a stream directory to choose tasks from)")
     if general_data is None and general_limit is not None:
         raise click.UsageError("--general-limit needs --general-data")
     if general_data is not None:
@@ -178,9 +181,9 @@ def main(preset, methods, seeds, out, model_path, data_dir, general_data, genera
     check_writable(out_dir)
     install_sigterm_handler()
     try:
-        from presets import PRESETS, QUICK  # torch and transformers: only now
+        from presets import PRESETS, QUICK, with_tasks  # torch and transformers: only now
 
-        cfg = QUICK if quick else PRESETS[preset]
+        cfg = with_tasks(QUICK if quick else PRESETS[preset], task_names, data_dir)  # --tasks checked against the directory
         general = _load_general(general_data, general_tasks, general_limit)
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
             force_resume=resume_force)

@@ -100,7 +100,7 @@ def matrix_budgets(k: int, sizes) -> list[int]:
     return ks
 
 
-def allocate_blocks(scores: Tensor, k: int, sizes, rule: str = "matrix-mean", owned: Tensor | None = None,
+def allocate_blocks(scores: Tensor, k: int, sizes, rule: str = "matrix-budget", owned: Tensor | None = None,
                     beta: float = 0.0) -> Tensor:
     """S_t under allocation rule T (see the module docstring): raw / matrix-mean → one model-wide
     top-k of T(s)·(1 + β·owned); matrix-budget → top-k_m of s·(1 + β·owned) inside each matrix m.

@@ -20,10 +20,17 @@ Two fast paths compute it: `block_delta` (differentiable, for training) and
 `block_delta_add_` (in place into the base output, no autograd, for inference);
 `block_delta_reference` builds the dense ΔW and is the oracle both are tested
 against.
+
+Precision: both fast paths compute in the dtype they are given (`block_delta`: x's,
+`block_delta_add_`: blocks'), also inside a `torch.autocast` region, which they switch off for
+their own ops: autocast would run the bmm in bf16 but leave index_add_ and the zero buffer in
+fp32, and mixing the two fails. Which dtype the delta should run in under autocast is the
+caller's choice (`autocast_dtype` tells it what autocast would use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -196,16 +203,36 @@ def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) 
     return torch.stack(outs)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype `torch.autocast` runs matmuls in on `device` right now, None when it is off there."""
+    try:
+        on = torch.is_autocast_enabled(device.type)
+    except RuntimeError:  # a device type autocast does not know (meta): never on
+        return None
+    return torch.get_autocast_dtype(device.type) if on else None
+
+
+def _autocast_off(t: Tensor):
+    """Context in which autocast leaves t's device alone, so every op runs in its inputs' dtype."""
+    return torch.autocast(t.device.type, enabled=False) if autocast_dtype(t.device) else contextlib.nullcontext()
+
+
 def _padded(t: Tensor, width: int) -> Tensor:
     """t (N, d) zero-padded on the right to (N, width); t itself (no copy) when d == width."""
     return t if t.shape[1] == width else torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
 
 class _BlockDelta(torch.autograd.Function):
-    """Fast path; saves only the gathered input columns xg (k, N, b)."""
+    """Fast path; saves only the gathered input columns xg (k, N, b). x2, blocks and weights share
+    one dtype, and every op of forward and backward runs in it (autocast off, see the module doc)."""
 
     @staticmethod
     def forward(ctx, x2, blocks, rows, cols, weights, n_rows, n_cols, b, d_out):
+        with _autocast_off(x2):
+            return _BlockDelta._forward(ctx, x2, blocks, rows, cols, weights, n_rows, n_cols, b, d_out)
+
+    @staticmethod
+    def _forward(ctx, x2, blocks, rows, cols, weights, n_rows, n_cols, b, d_out):
         # x2: (N, d_in) tokens flattened; weights: (N, k) or None
         N, d_in = x2.shape
         k = blocks.shape[0]
@@ -221,6 +248,11 @@ class _BlockDelta(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
+        with _autocast_off(gy):  # loss.backward() may be called inside an autocast region
+            return _BlockDelta._backward(ctx, gy)
+
+    @staticmethod
+    def _backward(ctx, gy):
         xg, blocks, rows, cols, weights = ctx.saved_tensors
         N, d_in, n_rows, n_cols, b, d_out, k = ctx.dims
         gyp = _padded(gy, n_rows * b).reshape(N, n_rows, b)
@@ -246,7 +278,9 @@ def block_delta(x: Tensor, blocks: Tensor, rows: Tensor, cols: Tensor, grid: Blo
 
     x: (B, ..., d_in); blocks: (k, b, b); rows, cols: (k,) long;
     weights: None or (B, k), weights[n] scaling every block for example x[n].
-    Returns (B, ..., d_out). Differentiable in x, blocks and weights.
+    Returns (B, ..., d_out) in x's dtype, computed in it (blocks and weights are cast to it, and
+    their gradients come back in their own dtypes), autocast or not. Differentiable in x, blocks
+    and weights.
     """
     _check_blocks(x, blocks, rows, cols, grid, weights)
     lead = x.shape[:-1]
@@ -269,8 +303,9 @@ def block_delta_add_(y: Tensor, x: Tensor, blocks: Tensor, rows: Tensor, cols: T
 
     The inference path of `block_delta`: it adds into the base output y instead of building a
     zero-filled delta, so besides y it only touches k·N·b entries (N tokens). The product runs in
-    blocks' dtype; when y has another dtype, the contributions of each output row block are first
-    summed in blocks' dtype and then rounded once into y (as y + delta.to(y.dtype) would).
+    blocks' dtype, autocast or not; when y has another dtype, the contributions of each output row
+    block are first summed in blocks' dtype and then rounded once into y (as y + delta.to(y.dtype)
+    would).
     y: (B, ..., d_out); x: (B, ..., d_in); weights: None or (B, k). Returns y.
     """
     _check_blocks(x, blocks, rows, cols, grid, weights)
@@ -292,6 +327,11 @@ def _delta_add_(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Tens
     blocks_t: (k, b, b) = blocksᵀ per block; wt: None or (k, B, 1, 1) weights; y contiguous, b | d_out;
     slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True).
     """
+    with _autocast_off(y):
+        return _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots)
+
+
+def _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots):
     b = grid.block_size
     if grid.in_features % b:  # ragged input edge: zero-pad a copy
         x = _padded(x.reshape(-1, grid.in_features), grid.n_cols * b)

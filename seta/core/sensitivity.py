@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seta.core.blocks import BlockGrid
+from seta.core.blocks import BlockGrid, _autocast_off
 
 __all__ = [
     "blockwise_mean_square",
@@ -65,7 +65,8 @@ def block_fisher_scores(x: Tensor, dy: Tensor, grid: BlockGrid) -> Tensor:
     """Block sensitivity of one micro-batch: G = dy^T x, s_B = (1/|B|) sum_{e in B} G_e^2.
 
     x: (..., d_in) layer input; dy: (..., d_out) gradient of the loss w.r.t. the layer output
-    (leading token dims are flattened to N). G is formed one row-block at a time:
+    (leading token dims are flattened to N), of any float dtype: G is computed in fp32 (fp64 if
+    either is fp64), autocast or not. G is formed one row-block at a time:
     G_r = dy[:, rows_r]^T x  (b_r, d_in), so at most b x d_in gradient entries exist at once.
     Returns (n_blocks,) float64.
     """
@@ -74,10 +75,11 @@ def block_fisher_scores(x: Tensor, dy: Tensor, grid: BlockGrid) -> Tensor:
     x2 = x2.to(work)
     b = grid.block_size
     out = torch.empty(grid.n_rows, grid.n_cols, dtype=torch.float64, device=x2.device)
-    for r in range(grid.n_rows):
-        g_r = dy2[:, r * b : (r + 1) * b].to(work).T @ x2  # (b_r, d_in)
-        out[r] = _row_sums_by_col_block(g_r.square(), grid).to(torch.float64)
-        del g_r
+    with _autocast_off(x2):  # G in `work` also when the probe's backward runs under autocast
+        for r in range(grid.n_rows):
+            g_r = dy2[:, r * b : (r + 1) * b].to(work).T @ x2  # (b_r, d_in)
+            out[r] = _row_sums_by_col_block(g_r.square(), grid).to(torch.float64)
+            del g_r
     return out.reshape(-1) / grid.numels().to(device=out.device, dtype=torch.float64)
 
 

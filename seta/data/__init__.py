@@ -15,7 +15,15 @@ from seta.data.collate import (
 )
 from seta.data.synthetic import Corpus, generic_corpus, synthetic_stream, synthetic_task
 from seta.data.tokenizer import build_tiny_tokenizer, default_cache_dir
-from seta.data.trace import load_trace, read_examples, write_trace
+from seta.data.trace import (
+    MANIFEST,
+    load_trace,
+    read_examples,
+    read_manifest,
+    stream_task_names,
+    write_manifest,
+    write_trace,
+)
 from seta.data.types import (
     METRIC_KEYS,
     SPLITS,
@@ -29,9 +37,10 @@ from seta.data.types import (
 )
 
 __all__ = [
-    "IGNORE_INDEX", "MAX_ANSWER", "MAX_PROMPT", "METRIC_KEYS", "SPLITS", "TRACE_METRICS",
+    "IGNORE_INDEX", "MANIFEST", "MAX_ANSWER", "MAX_PROMPT", "METRIC_KEYS", "SPLITS", "TRACE_METRICS",
     "TRACE_ORDER_1", "TRACE_ORDER_2", "Corpus", "Example", "Stream", "Task", "TrainCollator",
     "build_tiny_tokenizer", "collate_train", "default_cache_dir", "encode_answer", "encode_example",
     "encode_prompt", "generation_batch", "generic_corpus", "load_trace", "read_examples",
-    "resolve_order", "synthetic_stream", "synthetic_task", "tokenize_examples", "write_trace",
+    "read_manifest", "resolve_order", "stream_task_names", "synthetic_stream", "synthetic_task",
+    "tokenize_examples", "write_manifest", "write_trace",
 ]

@@ -259,6 +259,7 @@ def render_markdown(preset: str, tasks: Sequence[str], seeds: Sequence[int], met
                   _params(m.trainable_params), _params(_mean(m.allocated_params)), _per_seed_pm(m.wall_s, 0),
                   _per_seed_pm(m.peak_mem_mb, 0)]
         lines.append(f"| {m.name} | " + " | ".join(cells) + " |")
+    lines += _per_task_tables(methods, seeds)
     lines += ["", "## R matrices (mean over seeds; row = after training task, column = evaluated task)", ""]
     for m in methods:
         R = aggs[m.name].R_mean
@@ -267,6 +268,26 @@ def render_markdown(preset: str, tasks: Sequence[str], seeds: Sequence[int], met
             lines.append(f"| {t} | " + " | ".join(_pm(v, None) for v in row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _per_task_tables(methods: Sequence[MethodResult], seeds: Sequence[int]) -> list[str]:
+    """Per task of the first seed, for methods that allocate blocks: LM loss and penalty (means over the
+    task's steps), new / reused / anchored blocks, how many matrices the task's blocks fall in and the
+    share of the two fullest."""
+    out = []
+    for m in methods:
+        rows = (m.per_task or [None])[0]
+        if not rows or "blocks" not in rows[0]:
+            continue
+        out += ["", f"## Per task: {m.name} (seed {seeds[0]})", "",
+                "| Task | LM loss | Penalty | Blocks | New | Reused | Anchored | Matrices | Top-2 share |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            per = sorted(r.get("per_matrix", {}).values(), reverse=True)
+            share = sum(per[:2]) / max(1, sum(per))
+            out.append(f"| {r['task']} | {r['mean_lm_loss']:.3f} | {r['mean_penalty']:.3f} | {r['blocks']} | "
+                       f"{r['new']} | {r['reused']} | {r.get('anchored', 0)} | {len(per)} | {100 * share:.0f}% |")
+    return out
 
 
 # -------------------------------------------------------------------- report

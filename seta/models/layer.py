@@ -18,6 +18,12 @@ the fresh base output, from per-route tensors (block coordinates, the routed blo
 transposed, the per-example weights) built at the first forward after the route or the stack
 changed, so a decoding step runs only gather → bmm → (weights) → index_add per layer.
 
+Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
+gives matmuls while it is on for the input's device (bf16 training and probes: the delta is run the
+way autocast runs the base's matmul), else the blocks' own dtype. Blocks stay stored in their dtype
+(fp32 master weights by default) and get their gradients in it; the delta is added to the base output
+in the base output's dtype (bf16 for a dense layer under autocast, the input's dtype for a 4-bit one).
+
 Growth: `add_blocks` replaces `blocks` by a new, larger Parameter (old values copied, new blocks
 zero). An optimizer built before growth still points at the old Parameter: rebuild it after every
 growth (the trainer builds a fresh AdamW per task after allocation). With weight_decay=0 on blocks,
@@ -38,7 +44,7 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-from seta.core.blocks import BlockGrid, _delta_add_, block_delta, blocks_to_dense
+from seta.core.blocks import BlockGrid, _delta_add_, autocast_dtype, block_delta, blocks_to_dense
 
 __all__ = ["SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear", "supported_linear", "keep_4bit_differentiable"]
 
@@ -198,6 +204,11 @@ class SparseBlockLinear(nn.Module):
             hit = torch.nonzero(slot >= 0).reshape(-1)
             self.train_blocks[slot[hit]] = values.to(self.train_blocks)[hit.to(values.device)]
 
+    def compute_dtype(self, x: Tensor) -> torch.dtype:
+        """dtype the delta for input x is computed in: autocast's on x's device while it is on, else
+        the blocks' dtype (see the module doc)."""
+        return autocast_dtype(x.device) or self.blocks.dtype
+
     # ---- route --------------------------------------------------------------------------------
     def set_route(self, positions: Tensor | None, weights: Tensor | None = None) -> None:
         """positions: (k,) stack positions that act (None or empty: base only); weights: None (all 1) or
@@ -235,18 +246,19 @@ class SparseBlockLinear(nn.Module):
             self._route_index = cached
         return cached[2], cached[3]
 
-    def _inference_plan(self) -> tuple:
-        """Everything the no-grad path needs for the current route, built once: (route, _rows, stack,
-        its version, its data pointer | blocksᵀ (k, b, b), rows, cols, weights (k, B, 1, 1) | None,
-        row slots). Reused while route and stack are unchanged: a new Parameter, new storage or an
-        in-place update (seen by the version counter, as autograd checks its saved tensors) rebuilds
-        it. Weights equal for every example (one expert for the whole batch) are folded into blocksᵀ.
-        Holds a copy of the routed blocks (unless the route is the whole stack, unweighted) until the
-        route changes or is cleared.
+    def _inference_plan(self, dtype: torch.dtype) -> tuple:
+        """Everything the no-grad path needs for the current route and compute dtype, built once:
+        (route, _rows, stack, its version, its data pointer, dtype | blocksᵀ (k, b, b) in dtype, rows,
+        cols, weights (k, B, 1, 1) | None, row slots). Reused while route, stack and dtype are
+        unchanged: a new Parameter, new storage or an in-place update (seen by the version counter, as
+        autograd checks its saved tensors) rebuilds it. Weights equal for every example (one expert for
+        the whole batch) are folded into blocksᵀ (in the blocks' dtype, then cast). Holds a copy of the
+        routed blocks (unless the route is the whole stack, unweighted, in its dtype) until the route
+        changes or is cleared.
         """
         plan, blocks = self._inference, self.blocks
         if (plan is not None and plan[0] is self._route and plan[1] is self._rows and plan[2] is blocks
-                and plan[3] == blocks._version and plan[4] == blocks.data_ptr()):
+                and plan[3] == blocks._version and plan[4] == blocks.data_ptr() and plan[5] == dtype):
             return plan
         (pos, w), (rows, cols) = self._route, self._routed_index()
         with torch.inference_mode(False):
@@ -255,10 +267,10 @@ class SparseBlockLinear(nn.Module):
             if w is not None and bool((w == w[:1]).all()):
                 routed = routed * w[0].to(routed)[:, None, None]  # (k, b, b)
             elif w is not None:
-                wt = w.t().to(routed).contiguous()[:, :, None, None]  # (k, B, 1, 1)
+                wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
             slots = torch.unique(rows, return_inverse=True)
-        plan = (self._route, self._rows, blocks, blocks._version, blocks.data_ptr(),
-                routed.transpose(1, 2), rows, cols, wt, slots)
+        plan = (self._route, self._rows, blocks, blocks._version, blocks.data_ptr(), dtype,
+                routed.to(dtype).transpose(1, 2), rows, cols, wt, slots)
         self._inference = plan
         return plan
 
@@ -278,7 +290,7 @@ class SparseBlockLinear(nn.Module):
             return result
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # inference: add into the fresh base output in place, with the per-route tensors built once
-            blocks_t, rows, cols, wt, slots = self._inference_plan()[5:]
+            blocks_t, rows, cols, wt, slots = self._inference_plan(self.compute_dtype(x))[6:]
             if wt is not None and wt.shape[1] != x.shape[0]:
                 wt = self._example_weights(wt, x.shape[0], dim=1)
             return _delta_add_(result, x, blocks_t, rows, cols, self.grid, wt,
@@ -291,9 +303,10 @@ class SparseBlockLinear(nn.Module):
             blocks = self.blocks
         else:
             blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
+        dtype = self.compute_dtype(x)
         if w is not None:
-            w = self._example_weights(w, x.shape[0], dim=0).to(blocks.dtype)
-        delta = block_delta(x.to(blocks.dtype), blocks, rows, cols, self.grid, w)
+            w = self._example_weights(w, x.shape[0], dim=0).to(dtype)
+        delta = block_delta(x.to(dtype), blocks.to(dtype), rows, cols, self.grid, w)  # (B, T, d_out) in dtype
         return result + delta.to(result.dtype)
 
     # ---- deployment -----------------------------------------------------------------------------

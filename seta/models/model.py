@@ -50,7 +50,8 @@ class ExpertConfig:
     """Linear layers to adapt: a pattern matches a module whose name equals it, ends with '.<pattern>',
     or fully matches it as a regular expression. Every pattern must match at least one linear layer."""
     block_dtype: str = "float32"
-    """dtype of the trainable blocks ('float32', 'bfloat16', 'float16'); the delta is computed in it."""
+    """dtype the trainable blocks are stored (master weights) and trained in ('float32', 'bfloat16',
+    'float16'); the delta is computed in it, or in autocast's dtype inside a `torch.autocast` region."""
     gate_hidden: int = 0
     """Hidden width of the gate's MLP trunk; 0 = a linear gate on the normalised routing feature."""
     feature_shrinkage: float = 0.1
@@ -212,7 +213,7 @@ class SetaModel(nn.Module):
         parts = [self.index.to_global(n, l.local_ids.cpu()) for n, l in self.layers.items()]
         return torch.cat(parts).sort().values
 
-    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1, rule: str = "matrix-mean"):
+    def allocate(self, task: int, scores: Tensor, ratio: float, beta: float = 0.1, rule: str = "matrix-budget"):
         """Split-on-Share for `task`: S_t = top-k(T(score) · (1 + β·owned)), k = ceil(ρ N), T the allocation
         rule (`seta.core.allocation`: raw, matrix-mean, matrix-budget); records ownership, creates the new
         blocks and a gate output. Returns the core `Allocation`."""

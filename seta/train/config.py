@@ -36,7 +36,10 @@ class TrainConfig:
     max_answer_len: int = 512
     """Answer token cap."""
     max_new_tokens: int = 32
-    """Greedy decoding length at evaluation."""
+    """Cap on greedy decoding length at evaluation. Task j decodes at most
+    min(max_new_tokens, ceil(1.5 · L_j) + 4) new tokens, L_j = the longest tokenised answer (EOS
+    included) among j's *train* examples, so short-answer tasks get a short budget; decoding also
+    stops earlier once every sequence has produced EOS."""
     eval_batch_size: int = 32
     """Prompts per generation batch."""
     max_eval_examples: int | None = None

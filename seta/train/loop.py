@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from seta.core.metrics import overall_performance
 from seta.eval.continual import continual_metrics
-from seta.data import encode_prompt
+from seta.data import encode_answer, encode_prompt
 from seta.eval.generate import generate
 from seta.eval.scorers import score
 from seta.train import distributed as dist
@@ -59,6 +59,17 @@ def cosine_lr_factor(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     span = max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK = 1.5, 4
+
+
+def answer_budget(answer_lengths, cap: int) -> int:
+    """max_new_tokens of a task: min(cap, ceil(1.5 · L) + 4), L = longest answer in tokens; cap without answers."""
+    lengths = list(answer_lengths)
+    if not lengths:
+        return cap
+    return min(cap, math.ceil(ANSWER_BUDGET_FACTOR * max(lengths)) + ANSWER_BUDGET_SLACK)
 
 
 @dataclass
@@ -119,6 +130,7 @@ class ContinualTrainer:
         self.task_log: dict[int, dict] = {}  # task -> LM loss and penalty of its training (see _train_task)
         self._encoded: tuple[int, list[dict]] | None = None  # the current task's encoded training examples
         self._identity: dict | None = None  # run_identity, taken when run() starts
+        self._budgets: dict[int, int] = {}
 
     # ------------------------------------------------------------------ data
     def _epoch_batches(self, examples: list, t: int, epoch: int) -> list[list[dict]]:
@@ -205,6 +217,15 @@ class ContinualTrainer:
         return last
 
     # ----------------------------------------------------------- evaluation
+    def max_new_tokens(self, j: int) -> int:
+        """Decoding budget of task j: `answer_budget` over its *train* answers (tokenised as in training,
+        EOS included), capped at cfg.max_new_tokens. Test answers are never looked at."""
+        if j not in self._budgets:
+            tok, cap = self.strategy.tokenizer, self.cfg.max_answer_len
+            lengths = [len(encode_answer(tok, e.answer, cap)) for e in self.tasks[j].train]
+            self._budgets[j] = answer_budget(lengths, self.cfg.max_new_tokens)
+        return self._budgets[j]
+
     def evaluate(self, j: int) -> float:
         """Score on task j's test split, routed the way the strategy routes at inference."""
         task, s, cfg = self.tasks[j], self.strategy, self.cfg
@@ -212,7 +233,7 @@ class ContinualTrainer:
         prompts = [e.prompt for e in exs]
         preds = generate(
             s.model, s.tokenizer, [encode_prompt(s.tokenizer, p, self.prompt_cap) for p in prompts],
-            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+            max_new_tokens=self.max_new_tokens(j), batch_size=cfg.eval_batch_size,
             before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
             progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
         )

@@ -164,3 +164,29 @@ def test_block_map_from_core_block_index():
     assert list(bm.owner_counts["q"]) == [1, 2, 0, 0, 0, 0] and list(bm.owner_counts["v"]) == [1, 1]
     with pytest.raises(ValueError, match="owner counts"):
         BlockMap.from_block_index(index, [0, 1])
+
+
+def test_la_and_per_task_table():
+    """LA = mean of R's diagonal, with its std; the per-task allocation table of a block method."""
+    per_task = [[{"task": "stance", "mean_lm_loss": 1.5, "mean_penalty": 0.0, "blocks": 4, "new": 4, "reused": 0,
+                  "anchored": 0, "per_matrix": {"q": 3, "v": 1}},
+                 {"task": "code", "mean_lm_loss": 1.25, "mean_penalty": 0.5, "blocks": 4, "new": 1, "reused": 3,
+                  "anchored": 3, "per_matrix": {"q": 2, "v": 1, "o": 1}}]] * 2
+    ms = methods()
+    ms[0].per_task = per_task
+    summary = build_summary("tiny", TASKS, SEEDS, ms)
+    seta = summary["methods"]["seta"]
+    assert seta["LA"] == pytest.approx(np.mean([(80 + 70 + 90) / 3, (82 + 72 + 92) / 3]))
+    assert seta["LA_std"] == pytest.approx(np.std([80, 82], ddof=1))  # each seed's LA differs by 2
+    assert seta["per_task"] == per_task and "per_task" not in summary["methods"]["seqft-sparse"]
+    md = render_markdown("tiny", TASKS, SEEDS, ms)
+    assert "| OP | BWT | LA | FWT |" in md
+    assert "| code | 1.250 | 0.500 | 4 | 1 | 3 | 3 | 3 | 75% |" in md
+
+
+def test_sweep_plot_takes_named_values(tmp_path):
+    from seta.eval.plots import plot_sweep
+
+    path = plot_sweep("allocation", ["raw", "matrix-mean"], [20.0, 50.0], [1.0, None], [-2.0, 0.0], [0.5, None],
+                      tmp_path / "s.png", references={"independent": (40.0, 0.0)})
+    assert mpimg.imread(path).shape[0] > 100

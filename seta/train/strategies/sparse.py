@@ -36,10 +36,11 @@ class SparseConfig:
     """Names (or regexes) of the linear layers that get experts."""
     probe_batches: int = 8
     """m: micro-batches of the sensitivity probe."""
-    allocation: str = "matrix-mean"
+    allocation: str = "matrix-budget"
     """How scores of different weight matrices are made comparable before the top-k (every sparse-block
     method): raw (one top-k on raw scores, the ablation), matrix-mean (each matrix's scores divided by
-    their mean) or matrix-budget (each matrix gets a share of k proportional to its block count)."""
+    their mean) or matrix-budget (each matrix gets a share of k proportional to its block count; the default,
+    chosen on validation streams: docs/validation.md)."""
     beta: float = 0.1
     """β: reuse bonus for already-owned blocks (SETA; 0 = the no-reuse ablation)."""
     anchor_lambda: float = 1.0
