@@ -136,6 +136,9 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
     from seta.experiment.presets import PRESETS, QUICK, with_tasks
 
     cfg = QUICK if quick else PRESETS[preset]
+    if from_adapter is not None and data_dir is None:  # new synthetic tasks of the adapter's sizes
+        synthetic = [t["source"]["synthetic"] for t in read_card(from_adapter)["tasks"] if "synthetic" in t["source"]]
+        cfg = replace(cfg, stream=synthetic[0] if synthetic else cfg.stream)
     if data_dir is not None:
         cfg = with_tasks(cfg, task_names, data_dir)
     elif task_names is not None:

@@ -106,5 +106,13 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     tokenizer = load_card_tokenizer(card)
     factory = base_factory_from_card(card)
     sources = [t["source"] for t in card["tasks"]] + list(new_sources)
-    return train_method(card["method"], factory, tokenizer, old_tasks + list(new_tasks), cfg, Path(out_dir),
-                        seed=train.seed, sources=sources, progress=progress, initial=(card, Path(adapter_dir)))
+    res, strategy = train_method(card["method"], factory, tokenizer, old_tasks + list(new_tasks), cfg, Path(out_dir),
+                                 seed=train.seed, sources=sources, progress=progress, initial=(card, Path(adapter_dir)))
+    earlier = Path(adapter_dir).parent / "result.json"  # the rows of R the adapter's own run measured
+    if earlier.is_file():
+        import json
+
+        old_R = json.loads(earlier.read_text()).get("R", [])
+        if len(old_R) == n_old and all(len(row) == n_old for row in old_R):
+            res.R[:n_old] = [list(row) + [float("nan")] * n_new for row in old_R]
+    return res, strategy
