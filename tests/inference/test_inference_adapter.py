@@ -150,3 +150,22 @@ def test_the_card_module_names_the_files_seta_models_writes():
     from seta.inference import card
 
     assert (card.CONFIG_NAME, card.WEIGHTS_NAME) == (models.CONFIG_NAME, models.WEIGHTS_NAME)
+
+
+def test_route_callbacks_route_a_forward_as_generate_does(adapter, tiny_tasks):
+    from seta.eval.generate import left_pad
+
+    prompt = tiny_tasks[0].test[0].prompt
+    g = adapter.generate([prompt])[0]
+    batch = left_pad(adapter._encode([prompt]), adapter.tokenizer.pad_token_id)
+    route, clear = adapter.route_callbacks()
+    with torch.no_grad():
+        route(batch["input_ids"], batch["attention_mask"])
+        got = adapter.seta(**batch).logits
+        clear()
+        ids = adapter.seta.registry.expert(adapter.task_index(g.task)) if g.task else []
+        with adapter.seta.use_expert(ids):
+            want = adapter.seta(**batch).logits
+        base = adapter.seta(**batch).logits  # cleared: the base
+    torch.testing.assert_close(got, want)
+    assert g.task is None or (got - base).abs().max() > 0
