@@ -4,6 +4,11 @@ Each process takes a contiguous shard of every global micro-batch; the loss of
 each process is its summed answer-token loss divided by the *global* token
 count, so summing gradients over processes (all_reduce SUM) gives exactly the
 gradient of the single-process run on the whole batch.
+
+Everything else is replicated: every process holds the whole model and runs the same probes,
+Fisher estimates and gate training on the same data (deterministic, so they stay equal). Rank 0
+alone evaluates (the scores are broadcast) and writes files: checkpoints, logs, metrics, adapters,
+results and reports.
 """
 
 from __future__ import annotations
@@ -58,3 +63,17 @@ def sum_gradients(params) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def broadcast_object(obj, src: int = 0):
+    """`obj` of rank `src` on every rank (picklable plain data; returned as is in one process)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
