@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import click
-from choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
+from seta.experiment.choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
 
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig
