@@ -31,11 +31,16 @@ def world() -> tuple[int, int]:
 
 
 def init_from_env() -> bool:
-    """Initialise the process group if launched by torchrun (WORLD_SIZE > 1)."""
+    """Initialise the process group if launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU,
+    from torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and LOCAL_RANK. The collective timeout is
+    SETA_DIST_TIMEOUT_MIN minutes (default 240: the other ranks wait while rank 0 evaluates)."""
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_distributed()
+    from datetime import timedelta
+
     backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    minutes = float(os.environ.get("SETA_DIST_TIMEOUT_MIN", "240"))
+    dist.init_process_group(backend, timeout=timedelta(minutes=minutes))
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
@@ -77,3 +82,9 @@ def broadcast_object(obj, src: int = 0):
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op outside torchrun)."""
+    if is_distributed():
+        dist.destroy_process_group()
