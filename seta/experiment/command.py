@@ -59,9 +59,16 @@ def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
     if preset.needs_model_path or model_path is not None:
         if model_path is None:
             raise click.UsageError(f"--preset {preset.name} needs --model PATH (a local HF model directory)")
-        return lambda: load_base_model(model_path, load_in_4bit=preset.load_in_4bit,
-                                       device_map="auto" if torch.cuda.is_available() else "cpu",
-                                       gradient_checkpointing=preset.train.gradient_checkpointing)
+        def hf_factory():
+            return load_base_model(model_path, load_in_4bit=preset.load_in_4bit,
+                                   device_map="auto" if torch.cuda.is_available() else "cpu",
+                                   gradient_checkpointing=preset.train.gradient_checkpointing)
+
+        local = Path(model_path).is_dir()
+        name = str(Path(model_path).resolve()) if local else str(model_path)
+        hf_factory.source = {"kind": "hf", "model": name, "tokenizer": name, "dtype": "bfloat16",
+                             "load_in_4bit": preset.load_in_4bit}  # what the adapter card records
+        return hf_factory
     from seta.data import generic_corpus
     from seta.train.pretrain import cached_pretrained_base
 
@@ -72,9 +79,11 @@ def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
         return build_tiny_model(preset.arch, tokenizer=tokenizer, seed=preset.train.seed, **preset.tiny_model)
 
     def factory():
-        model, _ = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir, progress=progress)
+        model, path = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir, progress=progress)
         for p in model.parameters():
             p.requires_grad_(False)
+        path = str(Path(path).resolve())  # the adapter card records it: the base and its tokenizer live there
+        factory.source = {"kind": "tiny", "model": path, "tokenizer": path, "dtype": "float32", "load_in_4bit": False}
         return model
 
     return factory
@@ -262,8 +271,7 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
     from seta.eval.report import BlockMap
     from seta.models import load_tokenizer
     from seta.train.fingerprint import data_fingerprint
-    from seta.train.loop import ContinualTrainer
-    from seta.train.strategies import build_strategy
+    from seta.experiment.method import stream_sources, train_method
     from seta.inference.routed import general_ability as _general_ability, heldout_ppl as _heldout_ppl
 
     streams = {seed: _load_stream(cfg, data_dir, seed) for seed in seeds}  # a bad data file fails here
@@ -302,16 +310,15 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
             run_dir = out_dir / name / f"seed{seed}"
             try:
                 echo(f"[seed {seed}] {name} ...")
-                strategy = build_strategy(name, factory(), tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
-                trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name},
-                                           tensorboard=tensorboard)
                 t0 = time.perf_counter()
-                res = trainer.run(resume=resume, base_scores=base_scores, force_resume=force_resume)
+                sources = [stream_sources(cfg, data_dir, seed)] * len(tasks)
+                res, strategy = train_method(name, factory, tokenizer, tasks, cfg, run_dir, seed=seed, sources=sources,
+                                             resume=resume, force_resume=force_resume, base_scores=base_scores,
+                                             progress=progress, tensorboard=tensorboard)
                 if base_scores is None and not strategy.joint:
                     base_scores = res.base_scores  # computed (or, on resume, stored) once per seed
                 if rank != 0:
-                    continue  # the adapter, general ability and the result: rank 0's
-                strategy.save_adapter(run_dir / "adapter")
+                    continue  # general ability and the result: rank 0's
                 if model_path is None:
                     res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
                 if general is not None:

@@ -273,16 +273,18 @@ class ContinualTrainer:
 
     # -------------------------------------------------------------------- run
     def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None,
-            force_resume: bool = False) -> RunResult:
+            force_resume: bool = False, start_task: int = 0) -> RunResult:
         """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume).
 
+        start_task: the strategy already holds tasks 0..start_task-1 (e.g. loaded from a saved adapter):
+        training starts with task start_task (the rows of R before it stay NaN; no base scores are taken).
         resume: continue from the checkpoint in out_dir, if there is one, after checking it belongs to
         this run (ResumeMismatchError lists what differs); ``force_resume=True`` skips that check.
         base_scores: the base model's scores (computed when None and needed; a resume reuses the stored ones).
         ``peak_mem_mb`` of the result: the CUDA allocator's peak, or the process RSS peak sampled
         during this call (``seta.train.memory.PeakMemory``)."""
         with PeakMemory() as mem:
-            result = self._run(resume, base_scores, stop_after, force_resume)
+            result = self._run(resume, base_scores, stop_after, force_resume, start_task)
         result.peak_mem_mb = mem.peak_mb
         return result
 
@@ -315,7 +317,7 @@ class ContinualTrainer:
                     "or pass --resume-force (force_resume=True) to resume anyway")
         return ck
 
-    def _run(self, resume, base_scores, stop_after, force_resume=False) -> RunResult:
+    def _run(self, resume, base_scores, stop_after, force_resume=False, start_task=0) -> RunResult:
         n = len(self.tasks)
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_log()
@@ -327,7 +329,7 @@ class ContinualTrainer:
             save_json(self.cfg.to_dict(), self.out / "train_config.json")
             save_json(self._identity["config"], self.out / CONFIG_NAME)
         R = [[float("nan")] * n for _ in range(n)]
-        start, elapsed = 0, 0.0
+        start, elapsed = start_task, 0.0
         seed_everything(self.cfg.seed)
         if ck is not None:
             self.strategy.load_state_dict(ck["strategy"])
@@ -337,7 +339,7 @@ class ContinualTrainer:
             self.strategy.routing_log.true, self.strategy.routing_log.pred = list(true), list(pred)
             set_rng_state(ck["rng"])
             log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
-        self.metrics.truncate(start)
+        self.metrics.truncate(start if ck is not None else 0)  # a fresh run (or a grown adapter) starts the file afresh
         self._global_step = sum(int(v["steps"]) for v in self.task_log.values())
         t0 = time.perf_counter() - elapsed
         if base_scores is None and self.cfg.eval_next_task and start == 0 and not self.joint:
