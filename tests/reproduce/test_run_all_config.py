@@ -1,5 +1,6 @@
 """run_all / seta run with --config and --set: the resolved config is what runs, and is recorded everywhere."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +40,8 @@ def test_file_and_overrides_are_the_config_that_runs_and_is_recorded(run_all, st
     args = ["--quick", "--methods", "seta", "--data-dir", str(stream_dir), "--tasks", "C-STANCE,FOMC",
             "--config", str(tmp_path / "run.yaml"), "--set", "train.lr=0.003", "--set", "sparse.gate.kl_weight=0.5",
             "--out", str(out), "--no-progress"]
+    if importlib.util.find_spec("tensorboard") is not None:
+        args.append("--tensorboard")
     result = CliRunner().invoke(run_all.main, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -56,6 +59,8 @@ def test_file_and_overrides_are_the_config_that_runs_and_is_recorded(run_all, st
     steps = [r for r in read_metrics(run_dir) if r["kind"] == "step"]
     assert steps[0]["lr"] == 0.003 and [r["task_step"] for r in steps if r["task"] == 0] == [1, 2, 3, 4, 5]
     assert "train.lr (float) = 0.003" in CliRunner().invoke(run_all.main, args + ["--show-settings"]).output
+    if importlib.util.find_spec("tensorboard") is not None:  # --tensorboard: the same records as event files
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize("files, args, message", [
@@ -99,3 +104,11 @@ def test_bad_settings_in_a_file_name_the_file_and_field(run_all, tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"train": {"batch_size": "8"}}))
     result = CliRunner().invoke(run_all.main, ["--quick", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and f'{tmp_path / "run.json"}: train.batch_size takes int, got "8"' in result.output
+
+
+def test_tensorboard_without_its_package_fails_before_training(run_all, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    result = CliRunner().invoke(run_all.main, ["--quick", "--tensorboard", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "pip install 'seta[tensorboard]'" in result.output
+    assert not (tmp_path / "o").exists()
