@@ -241,9 +241,9 @@ def evaluate(adapter, data_dir, task_names, as_json, base):
     from seta.experiment.method import load_tasks
 
     if data_dir is not None:
-        from seta.data import load_trace
+        from seta.data import load_trace, stream_task_names
 
-        tasks = list(load_trace(data_dir, tasks=names))
+        tasks = list(load_trace(data_dir, tasks=names or stream_task_names(data_dir)))
     else:
         wanted = names or [t["name"] for t in card["tasks"]]
         known = {t["name"]: t for t in card["tasks"]}
@@ -294,6 +294,9 @@ def merge(adapter, task, out):
 @user_errors
 def info(adapter, as_json):
     """What ADAPTER holds: base, tasks, blocks per task (unique/shared), growth, routing statistics."""
+    from seta.inference.card import read_card
+
+    read_card(adapter)  # a bad folder fails before torch is imported
     from seta.inference.adapter import adapter_info
 
     d = adapter_info(adapter)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 CARD_NAME = "seta_adapter.json"
 CARD_FORMAT = "seta-adapter"
+CONFIG_NAME, WEIGHTS_NAME = "seta_config.json", "seta_model.safetensors"  # = seta.models' (tested); no torch here
 
 
 def base_hashes(model) -> dict:
@@ -50,8 +51,6 @@ def write_card(directory, card: dict) -> Path:
 
 def read_card(directory) -> dict:
     """The card of an adapter folder; FileNotFoundError / ValueError that say what the folder is instead."""
-    from seta.models import CONFIG_NAME, WEIGHTS_NAME
-
     d = Path(directory)
     if not d.exists():
         raise FileNotFoundError(f"adapter folder {d} does not exist")

@@ -143,3 +143,10 @@ def test_a_folder_that_is_not_an_adapter_says_so(tmp_path):
         read_card(tmp_path / "missing")
     with pytest.raises(ValueError, match="not a SETA adapter folder"):
         read_card(tmp_path)
+
+
+def test_the_card_module_names_the_files_seta_models_writes():
+    from seta import models
+    from seta.inference import card
+
+    assert (card.CONFIG_NAME, card.WEIGHTS_NAME) == (models.CONFIG_NAME, models.WEIGHTS_NAME)
