@@ -1,4 +1,4 @@
-"""Presets of reproduce/run_all.py: the embedded tiny default and the paper-scale configurations."""
+"""Presets of `seta run` (and reproduce/run_all.py): the embedded tiny default and the paper-scale configurations."""
 
 from __future__ import annotations
 

@@ -134,6 +134,16 @@ class SetaAdapter:
         n = len(self.tasks)
         return (torch.cat(routes) if routes else torch.zeros(0, n)), (torch.cat(softmax) if softmax else torch.zeros(0, n))
 
+    def route_callbacks(self):
+        """(route(input_ids, attention_mask), clear()) for `seta.eval.harness.RoutedLM`: every forward routed
+        through the gate as `generate` routes (null expert included)."""
+        def route(input_ids, attention_mask):
+            dev = self.seta.device
+            self.seta.route_batch(input_ids.to(dev), attention_mask.to(dev), mode=self.mode, k=self.soft_k,
+                                  null=self.null)
+
+        return route, self.seta.clear_route
+
     # ---- generation ---------------------------------------------------------------------------------
     def generate(self, prompts, *, task: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
                  progress: bool = False) -> list[Generation]:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,12 +30,11 @@ def test_the_card_says_which_base_tokenizer_tasks_and_settings(tiny_adapter, ada
 
     card = read_card(tiny_adapter["dir"])
     base = card["base"]
-    assert base["kind"] == "tiny" and (tiny_adapter["run"].parent / ".cache").resolve() in \
-        __import__("pathlib").Path(base["model"]).parents
+    assert base["kind"] == "tiny" and (tiny_adapter["run"].parent / ".cache").resolve() in Path(base["model"]).parents
     fresh = AutoModelForCausalLM.from_pretrained(base["model"], dtype=torch.float32)
     assert {k: base[k] for k in ("config_hash", "weights_hash")} == base_hashes(fresh)
     assert base_hashes(adapter.seta.model) == base_hashes(fresh)  # same with experts attached
-    assert (tiny_adapter["run"].parent / ".cache").exists() and base["tokenizer"] == base["model"]
+    assert base["tokenizer"] == base["model"] and (Path(base["model"]) / "tokenizer.json").is_file()
     assert [t["name"] for t in card["tasks"]] == ["FOMC", "C-STANCE"] == adapter.tasks
     assert card["method"] == "seta" and card["preset"] == "tiny-quick"
     want = asdict(replace(QUICK.sparse, gate=replace(QUICK.sparse.gate, seed=0)))
@@ -150,3 +150,22 @@ def test_the_card_module_names_the_files_seta_models_writes():
     from seta.inference import card
 
     assert (card.CONFIG_NAME, card.WEIGHTS_NAME) == (models.CONFIG_NAME, models.WEIGHTS_NAME)
+
+
+def test_route_callbacks_route_a_forward_as_generate_does(adapter, tiny_tasks):
+    from seta.eval.generate import left_pad
+
+    prompt = tiny_tasks[0].test[0].prompt
+    g = adapter.generate([prompt])[0]
+    batch = left_pad(adapter._encode([prompt]), adapter.tokenizer.pad_token_id)
+    route, clear = adapter.route_callbacks()
+    with torch.no_grad():
+        route(batch["input_ids"], batch["attention_mask"])
+        got = adapter.seta(**batch).logits
+        clear()
+        ids = adapter.seta.registry.expert(adapter.task_index(g.task)) if g.task else []
+        with adapter.seta.use_expert(ids):
+            want = adapter.seta(**batch).logits
+        base = adapter.seta(**batch).logits  # cleared: the base
+    torch.testing.assert_close(got, want)
+    assert g.task is None or (got - base).abs().max() > 0
