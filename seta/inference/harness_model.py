@@ -72,18 +72,20 @@ class SetaLM(RoutedLM):
         target = _wanted_device(device, seta.device, placed=getattr(seta.model, "hf_device_map", None) is not None)
         if target is not None:
             seta.to(target)
-        self.mode = routing or self.adapter.mode
-        if self.mode not in ("top1", "soft"):
-            raise ValueError(f"routing={self.mode!r}: choose top1 or soft (oracle routing needs a task id; use task=NAME)")
+        if routing is not None:
+            if routing not in ("top1", "soft"):
+                raise ValueError(f"routing={routing!r}: choose top1 or soft (to route by task, use task=NAME)")
+            self.adapter.mode = routing
         self.forced = None if task is None else self.adapter.task_index(task)
+        gate_route, clear = self.adapter.route_callbacks()  # the gate, as SetaAdapter.generate routes
 
         def route(input_ids, attention_mask):
-            if self.forced is not None:
-                seta.set_routing(seta.router.oracle([self.forced] * input_ids.shape[0]))
+            if self.forced is None:
+                gate_route(input_ids, attention_mask)
             else:
-                seta.route_batch(input_ids, attention_mask, mode=self.mode, k=self.adapter.soft_k, null=self.adapter.null)
+                seta.set_routing(seta.router.oracle([self.forced] * input_ids.shape[0]))
 
-        super().__init__(seta, self.adapter.tokenizer, route=route, clear=seta.clear_route,
+        super().__init__(seta, self.adapter.tokenizer, route=route, clear=clear,
                          batch_size=_int_or(batch_size, 8), max_length=None if max_length is None else int(max_length),
                          max_gen_toks=int(max_gen_toks), progress=progress)
 
