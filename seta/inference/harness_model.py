@@ -18,10 +18,13 @@ positions), ``max_gen_toks`` (256), ``routing`` (``top1`` or ``soft``; default: 
 ``task`` (route every prompt to this task's expert instead of the gate); ``--device`` moves the model
 there unless it is already placed (``auto``) or names CUDA on a machine without it.
 
-lm-eval 0.4.13 (the latest release; seta pins <0.5) finds models only in its own built-in table: it has
-no entry point through which an installed package can add one. Importing this module registers
-``seta`` (`lm_eval.api.registry.register_model`); ``seta-lm-eval`` is lm-eval's own command line with
-that import done first, so every lm-eval option and task works as with ``lm_eval``.
+Registration, three ways. (1) The package declares the entry point ``seta`` in lm-eval's plugin group
+``lm_eval.models`` (pyproject.toml): an lm-eval with plugin discovery (upstream's docs/plugins.md,
+after 0.4.13) then resolves ``lm_eval --model seta`` by itself. (2) lm-eval 0.4.13, the latest release
+(seta pins <0.5), does not read that group: it finds models only in its own built-in table, so
+``seta-lm-eval`` is lm-eval's own command line with this module imported first, every lm-eval option
+and task as with ``lm_eval``. (3) Importing this module registers ``seta``
+(`lm_eval.api.registry.register_model`) for ``lm_eval.simple_evaluate``.
 """
 
 from __future__ import annotations

@@ -102,3 +102,16 @@ def test_the_lm_eval_command_line_with_model_seta(tiny_adapter, tiny_tasks, refe
     want = reference["lm"].loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)],
                                          disable_tqdm=True)
     assert got == pytest.approx([w[0] for w in want], abs=1e-4)
+
+
+def test_the_entry_point_names_the_model_class():
+    """pyproject declares `seta` in lm-eval's plugin group; the entry point loads to the registered class."""
+    import importlib.metadata as md
+    import tomllib
+
+    from lm_eval.api.registry import get_model
+
+    import seta.inference.harness_model as plugin
+
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["lm_eval.models"]
+    assert md.EntryPoint("seta", eps["seta"], "lm_eval.models").load() is plugin.SetaLM is get_model("seta")
