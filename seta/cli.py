@@ -104,10 +104,20 @@ def plan(preset, quick):
               help="A saved SETA adapter to continue: its tasks stay, --tasks are trained after them.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="With --from: epochs of each new task.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see seta run --show-settings).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one setting after --config, e.g. --set train.lr=1e-3 (repeatable).")
+@click.option("--tensorboard", is_flag=True, help="Also write OUT/metrics.jsonl's records to OUT/tensorboard.")
 @user_errors
-def train(method, preset, quick, data_dir, task_names, model_path, seed, out, from_adapter, epochs, no_progress):
+def train(method, preset, quick, data_dir, task_names, model_path, seed, out, from_adapter, epochs, no_progress,
+          config_file, overrides, tensorboard):
     """Train one method over a task stream (or add tasks to a saved adapter) into --out."""
-    from seta.experiment.command import parse_methods
+    from seta.experiment.command import _read_settings, parse_methods
+
+    file_data = _read_settings(config_file, overrides, tensorboard)  # syntax only: no torch yet
+    if from_adapter is not None and (config_file is not None or overrides):
+        raise click.UsageError("--from takes the settings from the adapter; drop --config/--set")
 
     names = parse_methods(method)
     if len(names) != 1:
@@ -143,6 +153,7 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
         cfg = with_tasks(cfg, task_names, data_dir)
     elif task_names is not None:
         cfg = replace(cfg, stream={**cfg.stream, "order": [t.strip() for t in task_names.split(",") if t.strip()]})
+    cfg = command._apply_settings(cfg, file_data, overrides, config_file)
     tasks = command._load_stream(cfg, data_dir, seed)
     sources = [stream_sources(cfg, data_dir, seed)] * len(tasks)
     if no_progress:
@@ -157,7 +168,7 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
         cfg = replace(cfg, train=replace(cfg.train, seed=seed))
         factory = command._base_factory(cfg, model_path, tokenizer, out.parent / ".cache", not no_progress)
         res, strategy = train_method(names[0], factory, tokenizer, tasks, cfg, out, seed=seed, sources=sources,
-                                     progress=not no_progress)
+                                     progress=not no_progress, tensorboard=tensorboard)
     _write_result(out, res, seed)
     last = [None if v != v else round(v, 1) for v in res.R[-1]]
     click.echo(f"{res.method}: tasks {', '.join(res.tasks)}")

@@ -4,11 +4,12 @@ The trainer fills one `MethodResult` per method (one R per seed plus extras)
 and, for SETA, optionally a `GrowthCurve` and a `BlockMap`; `write_report`
 does the rest. ``summary.json`` schema (issue 6), NaN written as null:
 
-    {"preset": str, "tasks": [str], "seeds": [int],
+    {"preset": str, "tasks": [str], "seeds": [int], "config": {...} (the resolved settings, when given),
      "methods": {NAME: {"R": [[float|null]] (mean over seeds), "OP", "BWT", "FWT", "LA",
                         "OP_std", "BWT_std", "LA_std", "routing_acc", "trainable_params",
                         "allocated_params", "wall_s", "peak_mem_mb",
-                        "per_task": [per seed: [per task: {...}]] (what the strategy logged)}}}
+                        "per_task": [per seed: [per task: {...}]] (what the strategy logged),
+                        "config": [per seed: the run's resolved config (its config.json)]}}}
 
 LA (learning accuracy) = mean_j R[j][j], the plasticity beside OP and BWT.
 
@@ -63,6 +64,8 @@ class MethodResult:
     """Per seed, one dict per task of what the run logged (losses, allocation figures); None if none."""
     seeds: Sequence[int] | None = None
     """The seeds of this method's R matrices, when they are not all the report's seeds (None: all)."""
+    config: Sequence | None = None
+    """Per seed, the run's resolved config (the config.json beside its checkpoint); None if not recorded."""
 
     def __post_init__(self):
         if not self.name:
@@ -159,11 +162,14 @@ def aggregate(methods: Sequence[MethodResult]) -> dict[str, SeedAggregate]:
 
 
 def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], methods: Sequence[MethodResult],
-                  aggregates: Mapping[str, SeedAggregate] | None = None) -> dict:
-    """The ``summary.json`` dict (JSON-ready: NaN already replaced by None)."""
+                  aggregates: Mapping[str, SeedAggregate] | None = None, config: Mapping | None = None) -> dict:
+    """The ``summary.json`` dict (JSON-ready: NaN already replaced by None); config: the run's resolved
+    settings (stored as they are)."""
     _check(tasks, seeds, methods)
     aggs = aggregates or aggregate(methods)
     out = {"preset": str(preset), "tasks": [str(t) for t in tasks], "seeds": [int(s) for s in seeds], "methods": {}}
+    if config is not None:
+        out["config"] = dict(config)
     for m in methods:
         a = aggs[m.name]
         alloc = _mean(m.allocated_params)
@@ -179,6 +185,8 @@ def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], metho
             entry["per_task"] = list(m.per_task)
         if m.seeds is not None:
             entry["seeds"] = [int(x) for x in m.seeds]
+        if m.config is not None:
+            entry["config"] = list(m.config)
         out["methods"][m.name] = _json_clean(entry)
     return out
 
@@ -297,17 +305,19 @@ def _slug(name: str) -> str:
 
 def write_report(out_dir: str | os.PathLike, preset: str, tasks: Sequence[str], seeds: Sequence[int],
                  methods: Sequence[MethodResult], *, growth: GrowthCurve | None = None,
-                 block_map: BlockMap | None = None, make_plots: bool = True) -> ReportFiles:
+                 block_map: BlockMap | None = None, make_plots: bool = True, config: Mapping | None = None) -> ReportFiles:
     """Write ``summary.json``, ``summary.md`` and (``make_plots``) PNGs under ``out_dir/plots``:
     ``R_<method>.png`` each, ``op_bwt.png``, ``param_growth.png`` (with ``growth``),
     ``block_map.png`` + ``block_usage.png`` (with ``block_map``), ``routing_<method>.png``
     for each method with a routing confusion. PNGs of an earlier report that this one does not
-    draw are removed, so the folder never shows stale plots beside new ones."""
+    draw are removed, so the folder never shows stale plots beside new ones. config: the run's resolved
+    settings, written into summary.json."""
     out = Path(out_dir)
     _check(tasks, seeds, methods)
     aggs = aggregate(methods)
     files = ReportFiles(
-        summary_json=write_summary_json(build_summary(preset, tasks, seeds, methods, aggs), out / "summary.json"),
+        summary_json=write_summary_json(build_summary(preset, tasks, seeds, methods, aggs, config),
+                                        out / "summary.json"),
         summary_md=out / "summary.md",
     )
     files.summary_md.write_text(render_markdown(preset, tasks, seeds, methods, aggs) + "\n")

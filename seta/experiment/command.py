@@ -119,9 +119,20 @@ def dry_run(preset) -> None:
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see --show-settings).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one setting after --config, e.g. --set train.lr=1e-3 --set gate.steps=50 (repeatable).")
+@click.option("--show-settings", is_flag=True, help="Print every setting (key, type, resolved value, help) and exit.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also write each run's metrics.jsonl records to <run>/tensorboard (pip install 'seta[tensorboard]').")
 def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
-         resume, resume_force, quick, dry_run, no_progress):
-    """Reproduce SETA and the baselines on one stream; write an honest report."""
+         resume, resume_force, quick, dry_run, no_progress, config_file, overrides, show_settings, tensorboard):
+    """Reproduce SETA and the baselines on one stream; write an honest report.
+
+    Under torchrun (torchrun --nproc_per_node N reproduce/run_all.py ...) the methods train data-parallel
+    (gloo on CPU, nccl on GPU); rank 0 evaluates and writes every file."""
+    file_data = _read_settings(config_file, overrides, tensorboard)  # syntax only: no torch yet
     if quick and preset in PAPER_PRESETS:
         raise click.UsageError("--quick runs the tiny preset only")
     if dry_run:
@@ -152,9 +163,15 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         from seta.experiment.presets import PRESETS, QUICK, with_tasks  # torch and transformers: only now
 
         cfg = with_tasks(QUICK if quick else PRESETS[preset], task_names, data_dir)  # --tasks checked against the directory
+        cfg = _apply_settings(cfg, file_data, overrides, config_file)
+        if show_settings:
+            from seta.train.run_config import settings_help
+
+            click.echo(settings_help(type(cfg.train), type(cfg.sparse), (cfg.train, cfg.sparse)))
+            return
         general = _load_general(general_data, general_tasks, general_limit)
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
-            force_resume=resume_force)
+            force_resume=resume_force, tensorboard=tensorboard)
     except RunInterrupted as err:
         fail(interrupted_message(err), exit_code(err))
     except KeyboardInterrupt as err:  # before any method started
@@ -166,6 +183,34 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if message is None:
             raise
         fail(message)
+
+
+def _read_settings(config_file, overrides, tensorboard: bool):
+    """--config's sections and --set's syntax (and --tensorboard's package), checked before torch is imported;
+    a mistake ends with one line, exit 2."""
+    from seta.train.run_config import ConfigError, parse_set, read_config_file
+
+    if tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            fail("--tensorboard needs the tensorboard package: pip install 'seta[tensorboard]'", 2)
+    try:
+        parse_set(overrides)
+        return read_config_file(config_file) if config_file is not None else None
+    except ConfigError as err:
+        fail(str(err), 2)
+
+
+def _apply_settings(cfg, file_data, overrides, config_file):
+    """The preset with --config, then every --set, applied (typed and validated field by field)."""
+    from seta.train.run_config import ConfigError, resolve
+
+    try:
+        train, sparse = resolve(cfg.train, cfg.sparse, file_data, overrides, source=str(config_file))
+    except ConfigError as err:
+        fail(str(err), 2)
+    return replace(cfg, train=train, sparse=sparse)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -207,10 +252,20 @@ def _load_general(path, tasks: str, limit):
 
 
 def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,
-        force_resume: bool = False):
+        force_resume: bool = False, tensorboard: bool = False):
     """Every method for every seed into out_dir/<method>/seed<k>/, then the reports from every finished
-    result in out_dir. The data and the folder's earlier results are checked before anything is written."""
+    result in out_dir. The data and the folder's earlier results are checked before anything is written.
+
+    Launched by torchrun, the process group comes from the environment (`seta.train.distributed`):
+    every rank trains its shard of each batch, rank 0 alone evaluates and writes files and reports."""
     import torch
+
+    from seta.train import distributed as dist
+
+    dist.init_from_env()
+    rank = dist.world()[0]
+    echo = click.echo if rank == 0 else (lambda *a, **k: None)
+    progress = progress and rank == 0
 
     from seta.data import build_tiny_tokenizer
     from seta.eval.report import BlockMap
@@ -237,7 +292,7 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
         base_scores = None
         gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
         seed_extra: dict = {}
-        if model_path is None or general is not None:
+        if (model_path is None or general is not None) and rank == 0:
             base = factory()
             if model_path is None:
                 from seta.data import generic_corpus
@@ -245,22 +300,25 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
 
                 seed_extra["heldout_ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
             if general is not None:
-                click.echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
+                echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
                 seed_extra["general_base"] = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
             del base
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        dist.barrier()  # rank 0 has cached the pre-trained tiny base before the others load it
         for name in names:
             run_dir = out_dir / name / f"seed{seed}"
             try:
-                click.echo(f"[seed {seed}] {name} ...")
+                echo(f"[seed {seed}] {name} ...")
                 t0 = time.perf_counter()
                 sources = [stream_sources(cfg, data_dir, seed)] * len(tasks)
                 res, strategy = train_method(name, factory, tokenizer, tasks, cfg, run_dir, seed=seed, sources=sources,
                                              resume=resume, force_resume=force_resume, base_scores=base_scores,
-                                             progress=progress)
+                                             progress=progress, tensorboard=tensorboard)
                 if base_scores is None and not strategy.joint:
                     base_scores = res.base_scores  # computed (or, on resume, stored) once per seed
+                if rank != 0:
+                    continue  # general ability and the result: rank 0's
                 if model_path is None:
                     res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
                 if general is not None:
@@ -275,7 +333,11 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
                 results.write_result(run_dir, res, seed, info, data[seed])
             except KeyboardInterrupt as err:
                 raise RunInterrupted(run_dir, name, seed, type(err).__name__ == "Terminated") from None
-            click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  ({time.perf_counter() - t0:.0f}s)")
+            echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  ({time.perf_counter() - t0:.0f}s)")
+    if rank != 0:
+        dist.shutdown()
+        return
+    dist.shutdown()
     found = results.read_results(out_dir)
     files, ability = results.write_reports(out_dir, cfg.name, found)
     earlier = sorted({r["method"] for r in found} - set(names))

@@ -33,12 +33,14 @@ def load_tasks(source: dict, names: list[str]) -> list:
 
 
 def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path, *, seed: int, sources: list[dict],
-                 resume=False, force_resume=False, base_scores=None, progress=True, initial=None):
+                 resume=False, force_resume=False, base_scores=None, progress=True, initial=None, tensorboard=False):
     """Train method `name` over `tasks` into run_dir (log, checkpoint, run_dir/adapter with its card).
 
     factory(): a fresh base; `factory.source` (if set) describes it for the card. cfg: a preset.
     sources: one card source per task. initial: a (card, adapter dir) to continue from (`continue_adapter`).
+    tensorboard: the metrics also as TensorBoard scalars. Under torchrun only rank 0 saves the adapter.
     Returns (RunResult, strategy)."""
+    from seta.train import distributed as dist
     from seta.inference.card import base_hashes, write_card
     from seta.train.loop import ContinualTrainer
     from seta.train.strategies import build_strategy
@@ -47,7 +49,8 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
     base = factory()
     hashes = base_hashes(base)
     strategy = build_strategy(name, base, tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
-    trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name})
+    trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name},
+                               tensorboard=tensorboard)
     start = 0
     if initial is not None:
         card, adapter_dir = initial
@@ -56,6 +59,8 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
         start = len(card["tasks"])
     more = {"start_task": start} if start else {}
     res = trainer.run(resume=resume, base_scores=base_scores, force_resume=force_resume, **more)
+    if dist.world()[0] != 0:
+        return res, strategy
     if hasattr(strategy, "seta"):
         adapter = run_dir / "adapter"
         strategy.save_adapter(adapter)

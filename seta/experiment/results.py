@@ -105,7 +105,8 @@ def write_reports(out_dir: Path, preset: str, found: list[dict]):
             allocated_params=_per_seed(runs, "allocated_params"), wall_s=[r["wall_s"] for r in runs],
             peak_mem_mb=[r["peak_mem_mb"] for r in runs], routing_confusion=_confusion_sum(runs),
             per_task=[r["extra"].get("per_task") for r in runs] if runs[0]["extra"].get("per_task") else None,
-            seeds=None if own == seeds else own))
+            seeds=None if own == seeds else own,
+            config=[r["config"] for r in runs] if all(r.get("config") for r in runs) else None))
     growth = block_map = None
     seta = by_method.get("seta", [None])[0]
     if seta is not None and seta["extra"].get("growth"):
@@ -116,7 +117,8 @@ def write_reports(out_dir: Path, preset: str, found: list[dict]):
         bm = seta["extra"]["block_map"]
         block_map = BlockMap(grids={n: tuple(g) for n, g in bm["grids"].items()}, owner_counts=bm["owner_counts"])
     tasks = found[0]["tasks"]
-    files = write_report(out_dir, preset, tasks, seeds, methods, growth=growth, block_map=block_map)
+    config = found[0].get("run", {}).get("settings")  # every result shares it (check_compatible)
+    files = write_report(out_dir, preset, tasks, seeds, methods, growth=growth, block_map=block_map, config=config)
     ability = _ability(out_dir, by_method, names, seeds, seta)
     return files, ability
 

@@ -3,8 +3,8 @@
     identity = run_identity(strategy, tasks, train_config, extra={"preset": "tiny"})
     problems = identity_diff(saved, identity)   # ["train_config.lr: 0.001 in the checkpoint, 0.002 now", ...]
 
-The identity holds the method and its settings (the strategy's config, e.g. SparseConfig), the
-TrainConfig, the task list, a SHA-256 per task and split of the examples, and a fingerprint of the
+The identity holds the resolved config (`run_config`: the method and its settings, e.g. SparseConfig,
+the TrainConfig and the caller's extras), the task list, a SHA-256 per task and split of the examples, and a fingerprint of the
 base model: its HF config, the names, shapes and dtypes of its parameters and a strided sample of
 the values of each of them (4096 values per tensor), cheap even at 7B.
 """
@@ -59,12 +59,22 @@ def model_fingerprint(model) -> dict:
     return {"config": _sha(json.dumps(_hf_config(model), sort_keys=True, default=str)), "weights": h.hexdigest()[:16]}
 
 
-def run_identity(strategy, tasks, train_config, extra: dict | None = None) -> dict:
-    """The JSON-ready identity of a run (see the module docstring)."""
+def run_config(strategy, train_config, extra: dict | None = None) -> dict:
+    """The resolved configuration of a run, as JSON: the method, its settings (the strategy's config,
+    e.g. SparseConfig with its gate), the TrainConfig and `extra` (e.g. {"preset": "tiny"}). Written as
+    config.json next to the checkpoint and into summary.json; the first part of `run_identity`."""
+    config = {"method": strategy.name, "strategy": type(strategy).__name__, "strategy_config": strategy.config_dict(),
+              "train_config": train_config.to_dict(), **(extra or {})}
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def run_identity(strategy, tasks, train_config, extra: dict | None = None, config: dict | None = None) -> dict:
+    """The JSON-ready identity of a run (see the module docstring): {"config": `run_config`, "tasks",
+    "data", "base_model"}; `config` is used as the first part when given."""
     identity = {
-        "method": strategy.name, "strategy": type(strategy).__name__, "strategy_config": strategy.config_dict(),
-        "train_config": train_config.to_dict(), "tasks": [[t.name, t.metric] for t in tasks],
-        "data": data_fingerprint(tasks), "base_model": model_fingerprint(strategy.model), **(extra or {}),
+        "config": config if config is not None else run_config(strategy, train_config, extra),
+        "tasks": [[t.name, t.metric] for t in tasks],
+        "data": data_fingerprint(tasks), "base_model": model_fingerprint(strategy.model),
     }
     return json.loads(json.dumps(identity, sort_keys=True, default=str))
 
@@ -96,7 +106,8 @@ def identity_diff(saved: dict, now: dict) -> list[str]:
         elif k.startswith("base_model."):
             out.append(f"base model {k[11:]} (fingerprint)")
         else:
-            out.append(f"{k}: {_short(a.get(k, '<absent>'))} in the checkpoint, {_short(b.get(k, '<absent>'))} now")
+            name = k[len("config."):] if k.startswith("config.") else k  # settings by their own names
+            out.append(f"{name}: {_short(a.get(k, '<absent>'))} in the checkpoint, {_short(b.get(k, '<absent>'))} now")
     if data:
         shown = [f"{t} ({', '.join(s)})" for t, s in list(data.items())[:3]]
         more = f" and {len(data) - 3} more tasks" if len(data) > 3 else ""

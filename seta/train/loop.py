@@ -8,6 +8,11 @@ first checks that the checkpoint belongs to this run (method and settings, Train
 a hash of the data, a fingerprint of the base model: `seta.train.fingerprint`) and refuses,
 naming the differing fields, unless ``force_resume=True``. A kill mid-task resumes from the
 last finished task.
+
+Files in out_dir: checkpoint.safetensors, config.json (the resolved config: method, its settings,
+TrainConfig, the caller's meta; the part of the identity a resume compares first), train_config.json,
+train.log, metrics.jsonl (one record per optimiser step and per task: `seta.train.metrics`) and,
+with ``tensorboard=True``, tensorboard/. Under torchrun rank 0 alone evaluates and writes them.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ from seta.train.batching import batches_of, encode_examples, prompt_cap
 from seta.train.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files, rng_state, save_checkpoint,
                                    seed_everything, set_rng_state)
 from seta.train.config import TrainConfig, save_json
-from seta.train.fingerprint import identity_diff, run_identity
+from seta.train.fingerprint import identity_diff, run_config, run_identity
 from seta.train.memory import PeakMemory
+from seta.train.metrics import MetricsLog
 from seta.train.strategies.base import Strategy
 
 log = logging.getLogger("seta.train")
 
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+CONFIG_NAME = "config.json"
 LEGACY_CHECKPOINT_NAME = "checkpoint.pt"  # pickled, written by seta before checkpoint format 2; never opened
 
 
@@ -87,6 +94,7 @@ class RunResult:
     wall_s: float = 0.0
     peak_mem_mb: float = 0.0
     extra: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the resolved config (config.json of the run)
 
     @property
     def OP(self) -> float:
@@ -110,9 +118,11 @@ class ContinualTrainer:
     """
 
     def __init__(self, strategy: Strategy, tasks: list, config: TrainConfig, out_dir, *, progress: bool = True,
-                 meta: dict | None = None):
+                 meta: dict | None = None, metrics: bool = True, tensorboard: bool = False):
         """meta: JSON-ready facts about the run beyond the strategy, config, tasks, data and base model
-        (e.g. {"preset": "tiny"}); they are part of the identity that a resume checks."""
+        (e.g. {"preset": "tiny"}); they are part of the resolved config and of the identity that a resume
+        checks. metrics: write out_dir/metrics.jsonl; tensorboard: the same records to out_dir/tensorboard
+        (needs the tensorboard package)."""
         if not tasks:
             raise ValueError("the stream has no tasks")
         self.strategy = strategy
@@ -131,6 +141,8 @@ class ContinualTrainer:
         self._encoded: tuple[int, list[dict]] | None = None  # the current task's encoded training examples
         self._identity: dict | None = None  # run_identity, taken when run() starts
         self._budgets: dict[int, int] = {}
+        self.metrics = MetricsLog(self.out, enabled=metrics and self.rank == 0, tensorboard=tensorboard)
+        self._global_step = 0  # optimiser steps over the stream so far (the metrics' "step")
 
     # ------------------------------------------------------------------ data
     def _epoch_batches(self, examples: list, t: int, epoch: int) -> list[list[dict]]:
@@ -175,7 +187,9 @@ class ContinualTrainer:
         step, last = 0, float("nan")
         sums = {"lm": 0.0, "penalty": 0.0}  # per-step values summed over the task's steps
         flat = [b for m in micro for b in m]
+        anchoring = getattr(s, "penalty_kind", "other") == "anchoring"
         for start in range(0, n_micro, cfg.grad_accum):
+            t_step = time.perf_counter()
             group = flat[start : start + cfg.grad_accum]
             n_tokens = max(1, sum(e["n_answer"] for g in group for e in g))  # global answer tokens of the step
             running = running_lm = 0.0
@@ -198,6 +212,7 @@ class ContinualTrainer:
             dist.sum_gradients(params)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            lr = sched.get_last_lr()[0]  # the rate of this step
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -205,8 +220,17 @@ class ContinualTrainer:
             last = running
             sums["lm"] += running_lm
             sums["penalty"] += running - running_lm
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             bar.update()
+            self._global_step += 1
+            secs = max(time.perf_counter() - t_step, 1e-9)
+            penalty = running - running_lm
+            self.metrics.write({
+                "kind": "step", "step": self._global_step, "task": t, "task_name": self.tasks[t].name,
+                "task_step": step, "lm_loss": running_lm, "anchor_penalty": penalty if anchoring else 0.0,
+                "other_penalty": 0.0 if anchoring else penalty, "lr": lr,
+                "tokens_per_s": sum(len(e["input_ids"]) for g in group for e in g) / secs,
+                "examples_per_s": sum(len(g) for g in group) / secs, "time": secs})
             if step % 20 == 0 or step == total:
                 log.info("task %d step %d/%d loss %.4f (lm %.4f, penalty %.4f)", t, step, total, running,
                          running_lm, running - running_lm)
@@ -243,6 +267,10 @@ class ContinualTrainer:
         """b_j: every task scored before any training (experts empty = the base model)."""
         return [self.evaluate(j) for j in range(len(self.tasks))]
 
+    def _evaluate_on_rank0(self, fn):
+        """fn() on rank 0, its result on every rank (one process: fn())."""
+        return dist.broadcast_object(fn() if self.rank == 0 else None)
+
     # -------------------------------------------------------------------- run
     def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None,
             force_resume: bool = False, start_task: int = 0) -> RunResult:
@@ -260,9 +288,13 @@ class ContinualTrainer:
         result.peak_mem_mb = mem.peak_mb
         return result
 
+    def run_config(self) -> dict:
+        """The resolved config of this run (`seta.train.fingerprint.run_config`), written as config.json."""
+        return run_config(self.strategy, self.cfg, self.meta)
+
     def identity(self) -> dict:
         """What this run is (`seta.train.fingerprint.run_identity`): compared on resume."""
-        return run_identity(self.strategy, self.tasks, self.cfg, self.meta)
+        return run_identity(self.strategy, self.tasks, self.cfg, config=self.run_config())
 
     def resume_state(self, force: bool = False) -> dict | None:
         """The checkpoint a resume would continue from (None if there is none), checked against this run."""
@@ -293,7 +325,9 @@ class ContinualTrainer:
             remove_stale_temp_files(self.out, CHECKPOINT_NAME)
         self._identity = self.identity()  # of the base as given, before any state is loaded into it
         ck = self.resume_state(force_resume) if resume else None  # before anything in out_dir is rewritten
-        save_json(self.cfg.to_dict(), self.out / "train_config.json")
+        if self.rank == 0:
+            save_json(self.cfg.to_dict(), self.out / "train_config.json")
+            save_json(self._identity["config"], self.out / CONFIG_NAME)
         R = [[float("nan")] * n for _ in range(n)]
         start, elapsed = start_task, 0.0
         seed_everything(self.cfg.seed)
@@ -305,10 +339,14 @@ class ContinualTrainer:
             self.strategy.routing_log.true, self.strategy.routing_log.pred = list(true), list(pred)
             set_rng_state(ck["rng"])
             log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
+        self.metrics.truncate(start if ck is not None else 0)  # a fresh run (or a grown adapter) starts the file afresh
+        self._global_step = sum(int(v["steps"]) for v in self.task_log.values())
         t0 = time.perf_counter() - elapsed
         if base_scores is None and self.cfg.eval_next_task and start == 0 and not self.joint:
-            base_scores = self.evaluate_base()
+            base_scores = self._evaluate_on_rank0(self.evaluate_base)
             self.strategy.routing_log = type(self.strategy.routing_log)()  # base pass is not routing
+        if start == 0 and base_scores is not None:
+            self.metrics.write({"kind": "base", "scores": dict(zip([x.name for x in self.tasks], base_scores))})
         stages = [n - 1] if self.joint else list(range(n))
         for t in stages:
             if t < start:
@@ -321,17 +359,31 @@ class ContinualTrainer:
             self._encoded = None
             upto = t + 1 + int(self.cfg.eval_next_task and t + 1 < n and not self.joint)
             self.strategy.routing_log.true.clear(), self.strategy.routing_log.pred.clear()
-            R[t][:upto] = [self.evaluate(j) for j in range(upto)]
+            R[t][:upto] = self._evaluate_on_rank0(lambda: [self.evaluate(j) for j in range(upto)])
             log.info("task %d (%s) done, final loss %.4f, R[%d] = %s", t, task.name, loss, t, [round(v, 2) for v in R[t][:upto]])
             stats = getattr(self.strategy, "task_stats", {}).get(t)
             if stats:
                 log.info("task %d allocation: %s", t, stats)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss after task {t}")
+            self.metrics.write(self._task_record(t, R[t][:upto]))
             self._checkpoint(R, t + 1, time.perf_counter() - t0, base_scores)
             if stop_after is not None and t + 1 >= stop_after:
                 break
+        self.metrics.close()
         return self._result(R, base_scores, time.perf_counter() - t0)
+
+    def _task_record(self, t: int, scores: list[float]) -> dict:
+        """The metrics record of task t: its loss figures, the strategy's (allocation), gate accuracy, scores."""
+        rl = self.strategy.routing_log  # the routings of the evaluations after task t
+        per: dict[str, float] = {}
+        for j in sorted(set(rl.true)):
+            pairs = [(a, b) for a, b in zip(rl.true, rl.pred) if a == j]
+            per[self.tasks[j].name] = 100.0 * sum(int(a == b) for a, b in pairs) / len(pairs)
+        stats = getattr(self.strategy, "task_stats", {}).get(t, {})
+        return {"kind": "task", "task": t, "task_name": self.tasks[t].name, **self.task_log.get(t, {}), **stats,
+                "gate_acc": rl.accuracy(), "gate_acc_per_task": per or None,
+                "scores": {self.tasks[j].name: v for j, v in enumerate(scores)}}
 
     def _checkpoint(self, R, next_task, wall_s, base_scores) -> None:
         if self.rank != 0:
@@ -361,6 +413,7 @@ class ContinualTrainer:
             wall_s=wall_s,
             extra={**counts.get("extra", {}), "null_routed": sum(1 for b in rl.pred if b < 0),
                    "per_task": self._per_task()},
+            config=(self._identity or self.identity())["config"],
         )
 
     def _per_task(self) -> list[dict]:
@@ -370,6 +423,8 @@ class ContinualTrainer:
         return [{"task": self.tasks[t].name, **self.task_log[t], **stats.get(t, {})} for t in sorted(self.task_log)]
 
     def _setup_log(self) -> None:
+        if self.rank != 0:
+            return
         handler = logging.FileHandler(self.out / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]

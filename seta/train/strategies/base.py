@@ -84,6 +84,8 @@ class Strategy:
         """Logits of the model routed for training task t, (B, T, V)."""
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
+    penalty_kind = "other"  # how the metrics file names `penalty`: "anchoring" (SETA) or "other"
+
     def penalty(self, t: int) -> torch.Tensor | float:
         """Regulariser added to the LM loss (0 for plain sequential fine-tuning)."""
         return 0.0

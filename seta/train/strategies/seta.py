@@ -25,6 +25,7 @@ from seta.train.strategies.sparse import SparseBlocks, _tensors
 
 class Seta(SparseBlocks):
     name = "seta"
+    penalty_kind = "anchoring"  # the elastic anchoring is SETA's only regulariser
 
     def __init__(self, model, tokenizer, config=None):
         super().__init__(model, tokenizer, config)
