@@ -19,7 +19,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402
-from choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES  # noqa: E402
+from choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS  # noqa: E402
 from failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,  # noqa: E402
                       install_sigterm_handler, interrupted_message, user_message)
 from results import general_table as _general_table  # noqa: E402, F401  (tests and sweep use it from here)
@@ -27,6 +27,22 @@ from results import general_table as _general_table  # noqa: E402, F401  (tests 
 from seta.train.strategies import STRATEGIES  # noqa: E402  (names only: no torch)
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
+GENERAL_DEFAULT = "mmlu,bbh,piqa"
+
+
+def _asset_paths(model_path, data_dir, general_data):
+    """--model / --data-dir / --general-data of an assets preset: the given ones, else the asset cache's."""
+    from seta.assets import SMOLLM2, default_assets_dir
+
+    cache = default_assets_dir()
+    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
+    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
+    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
+        if not path.is_dir():
+            raise click.UsageError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
+                                   "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
+    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
+    return model, data, general
 
 
 def __getattr__(name):  # run_all.PRESETS / QUICK / Preset / with_tasks, for callers that used them from here
@@ -41,7 +57,8 @@ def _load_stream(preset: Preset, data_dir, seed: int):
     from seta.data import load_trace, synthetic_stream
 
     if data_dir is not None:
-        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in ("order", "tasks")}, seed=seed))
+        keep = ("order", "tasks", "max_train", "max_eval", "max_test")
+        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in keep}, seed=seed))
     if preset.needs_model_path:
         raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
     return list(synthetic_stream(seed=seed, **preset.stream))
@@ -56,7 +73,7 @@ def _base_factory(preset: Preset, model_path, tokenizer, cache_dir, progress=Tru
     if preset.needs_model_path or model_path is not None:
         if model_path is None:
             raise click.UsageError(f"--preset {preset.name} needs --model PATH (a local HF model directory)")
-        return lambda: load_base_model(model_path, load_in_4bit=preset.load_in_4bit,
+        return lambda: load_base_model(model_path, load_in_4bit=preset.load_in_4bit, dtype=preset.dtype,
                                        device_map="auto" if torch.cuda.is_available() else "cpu",
                                        gradient_checkpointing=preset.train.gradient_checkpointing)
     from seta.data import generic_corpus
@@ -140,7 +157,7 @@ def dry_run(preset: Preset) -> None:
 @click.option("--general-data", type=click.Path(), default=None,
               help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
                    "lm-evaluation-harness for the base and after each method's stream.")
-@click.option("--general-tasks", default="mmlu,bbh,piqa", show_default=True,
+@click.option("--general-tasks", default=GENERAL_DEFAULT, show_default=True,
               help="Comma-separated benchmarks of --general-data to run.")
 @click.option("--general-limit", type=click.IntRange(min=1), default=None,
               help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
@@ -148,18 +165,21 @@ def dry_run(preset: Preset) -> None:
                                              "belong to this run: same settings, data and base model).")
 @click.option("--resume-force", is_flag=True, help="Like --resume, but continue even from a checkpoint of other "
                                                    "settings, data or base model.")
-@click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
+@click.option("--quick", is_flag=True, help="Smoke run of every method (tiny, or smollm2 on three tasks).")
+@click.option("--4bit", "four_bit", is_flag=True, help="Load a real base model in 4-bit NF4 (bitsandbytes; CPU works).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
-         resume, resume_force, quick, dry_run, no_progress):
+         resume, resume_force, quick, four_bit, dry_run, no_progress):
     """Reproduce SETA and the baselines on one stream; write an honest report."""
-    if quick and preset in PAPER_PRESETS:
-        raise click.UsageError("--quick runs the tiny preset only")
+    if quick and preset not in QUICK_PRESETS:
+        raise click.UsageError(f"--quick exists for {' and '.join(QUICK_PRESETS)} only, not --preset {preset}")
+    if four_bit and preset == "tiny":
+        raise click.UsageError("--4bit loads a real base model: use it with --preset smollm2 or --model PATH")
     if dry_run:
-        from presets import PRESETS, QUICK
+        from presets import PRESETS, QUICKS
 
-        globals()["dry_run"](QUICK if quick else PRESETS[preset])
+        globals()["dry_run"](QUICKS[preset] if quick else PRESETS[preset])
         return
     names = parse_methods(methods)
     seed_list = parse_seeds(seeds)
@@ -177,13 +197,25 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         raise click.UsageError("--general-limit needs --general-data")
     if general_data is not None:
         check_dir_option(general_data, "--general-data", "general-ability directory")
-    out_dir = Path(out or f"results/{'tiny-quick' if quick else preset}")
+    out_dir = Path(out or f"results/{preset + '-quick' if quick else preset}")
     check_writable(out_dir)
     install_sigterm_handler()
     try:
-        from presets import PRESETS, QUICK, with_tasks  # torch and transformers: only now
+        from presets import PRESETS, QUICKS, with_tasks  # torch and transformers: only now
 
-        cfg = with_tasks(QUICK if quick else PRESETS[preset], task_names, data_dir)  # --tasks checked against the directory
+        cfg = QUICKS[preset] if quick else PRESETS[preset]
+        if four_bit:
+            cfg = replace(cfg, load_in_4bit=True)
+        if cfg.assets:  # the fetched model, stream and BBH folder, unless given
+            given = general_data is not None
+            model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
+            if not given:
+                if general_data is None:
+                    click.echo("no BBH folder in the asset cache: general ability is skipped "
+                               "(run `python reproduce/fetch_assets.py` to build it)")
+                general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
+                general_limit = general_limit or cfg.general_limit
+        cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
         general = _load_general(general_data, general_tasks, general_limit)
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
             force_resume=resume_force)
@@ -267,7 +299,8 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
         tasks = streams[seed]
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
-        gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
+        # BBH decoding cap: the tiny base rarely stops by itself; a preset may cap a real model's
+        gen_cap = cfg.general_max_gen_toks if model_path else cfg.train.max_new_tokens
         seed_extra: dict = {}
         if model_path is None or general is not None:
             base = factory()
