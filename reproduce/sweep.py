@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import PRESETS, QUICK  # noqa: E402
-from run_all import run  # noqa: E402
-
-from seta.train.strategies import STRATEGIES, SparseConfig  # noqa: E402
+from seta.experiment.command import run
+from seta.experiment.presets import PRESETS, QUICK
+from seta.train.strategies import STRATEGIES, SparseConfig
 
 NUMERIC = [f.name for f in fields(SparseConfig) if f.type in ("float", "int") and f.name != "block_size"]
 CHOICES = ["allocation", "routing"]  # named settings: --values lists names

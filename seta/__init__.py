@@ -7,6 +7,9 @@ Layers (an import only points down):
     seta.models  sparse block experts on Hugging Face causal LMs, the gate, I/O
     seta.eval    task scorers and reports
     seta.train   the continual loop, SETA and baseline strategies
+    seta.inference  a saved adapter with its base: route, generate, score, merge (adapter cards)
+    seta.experiment what `seta run` / reproduce/run_all.py do: presets, one method over a stream, reports
+    seta.cli     the `seta` command line (run, train, plan, generate, eval, merge, info)
 """
 
 __version__ = "0.1.0"

@@ -459,15 +459,25 @@ class SetaModel(nn.Module):
     @classmethod
     def from_pretrained(cls, model: nn.Module, directory) -> "SetaModel":
         """Attach experts to `model` (a fresh base of the same architecture) and load a saved state."""
-        from safetensors.torch import load_file
-
         d = Path(directory)
         if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"{d} has no {CONFIG_NAME} + {WEIGHTS_NAME}; pass a SetaModel.save_pretrained directory")
         cfg = json.loads((d / CONFIG_NAME).read_text())
-        config = ExpertConfig(**cfg["expert_config"])
-        seta = cls(model, config)
-        have = {n: [l.grid.out_features, l.grid.in_features] for n, l in seta.layers.items()}
+        seta = cls(model, ExpertConfig(**cfg["expert_config"]))
+        seta.load_saved_state(d)
+        return seta
+
+    def load_saved_state(self, directory) -> None:
+        """Load a `save_pretrained` state (blocks in their stack order, ownership, gate, anchors) into this
+        model, which must have no blocks yet and the same target layers (e.g. one a strategy attached)."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg = json.loads((d / CONFIG_NAME).read_text())
+        if ExpertConfig(**cfg["expert_config"]) != self.config:
+            raise ValueError(f"the experts in {d} were attached with {cfg['expert_config']}, not with this model's "
+                             f"{asdict(self.config)}")
+        have = {n: [l.grid.out_features, l.grid.in_features] for n, l in self.layers.items()}
         if have != cfg["layers"]:
             diff = [n for n in set(have) | set(cfg["layers"]) if have.get(n) != cfg["layers"].get(n)]
             raise ValueError(f"the saved experts were trained on a base of another shape "
@@ -475,18 +485,19 @@ class SetaModel(nn.Module):
                              f"in the checkpoint but {have.get(diff[0])} here ({len(diff)} layers differ). "
                              "Load them onto the same base model they were trained on.")
         tensors = load_file(str(d / WEIGHTS_NAME))
-        for name, layer in seta.layers.items():
+        for name, layer in self.layers.items():
             if f"layers.{name}.blocks" in tensors:
+                if layer.n_blocks:
+                    raise ValueError(f"layer {name} already has blocks; load a saved state into a fresh model")
                 layer.add_blocks(tensors[f"layers.{name}.local_ids"])  # same stack order
                 with torch.no_grad():
                     layer.blocks.copy_(tensors[f"layers.{name}.blocks"].to(layer.blocks))
-        seta.registry = OwnershipRegistry.from_dict(cfg["registry"])
+        self.registry = OwnershipRegistry.from_dict(cfg["registry"])
         router = Router.from_saved(cfg["router"], {k[7:]: v for k, v in tensors.items() if k.startswith("router.")})
-        seta.router = router.to(seta.device)
-        seta.anchors.ids = tensors["anchors.ids"]
-        seta.anchors.values, seta.anchors.fisher = tensors["anchors.values"], tensors["anchors.fisher"]
-        seta.anchors.count = tensors.get("anchors.count", torch.ones(seta.anchors.ids.numel(), dtype=torch.long))
-        return seta
+        self.router = router.to(self.device)
+        self.anchors.ids = tensors["anchors.ids"]
+        self.anchors.values, self.anchors.fisher = tensors["anchors.values"], tensors["anchors.fisher"]
+        self.anchors.count = tensors.get("anchors.count", torch.ones(self.anchors.ids.numel(), dtype=torch.long))
 
 
 def attach_experts(model: nn.Module, config: ExpertConfig | None = None) -> SetaModel:

@@ -245,16 +245,18 @@ class ContinualTrainer:
 
     # -------------------------------------------------------------------- run
     def run(self, resume: bool = False, base_scores: list[float] | None = None, stop_after: int | None = None,
-            force_resume: bool = False) -> RunResult:
+            force_resume: bool = False, start_task: int = 0) -> RunResult:
         """Train through the stream; ``stop_after=k`` stops after k tasks (for tests of resume).
 
+        start_task: the strategy already holds tasks 0..start_task-1 (e.g. loaded from a saved adapter):
+        training starts with task start_task (the rows of R before it stay NaN; no base scores are taken).
         resume: continue from the checkpoint in out_dir, if there is one, after checking it belongs to
         this run (ResumeMismatchError lists what differs); ``force_resume=True`` skips that check.
         base_scores: the base model's scores (computed when None and needed; a resume reuses the stored ones).
         ``peak_mem_mb`` of the result: the CUDA allocator's peak, or the process RSS peak sampled
         during this call (``seta.train.memory.PeakMemory``)."""
         with PeakMemory() as mem:
-            result = self._run(resume, base_scores, stop_after, force_resume)
+            result = self._run(resume, base_scores, stop_after, force_resume, start_task)
         result.peak_mem_mb = mem.peak_mb
         return result
 
@@ -283,7 +285,7 @@ class ContinualTrainer:
                     "or pass --resume-force (force_resume=True) to resume anyway")
         return ck
 
-    def _run(self, resume, base_scores, stop_after, force_resume=False) -> RunResult:
+    def _run(self, resume, base_scores, stop_after, force_resume=False, start_task=0) -> RunResult:
         n = len(self.tasks)
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_log()
@@ -293,7 +295,7 @@ class ContinualTrainer:
         ck = self.resume_state(force_resume) if resume else None  # before anything in out_dir is rewritten
         save_json(self.cfg.to_dict(), self.out / "train_config.json")
         R = [[float("nan")] * n for _ in range(n)]
-        start, elapsed = 0, 0.0
+        start, elapsed = start_task, 0.0
         seed_everything(self.cfg.seed)
         if ck is not None:
             self.strategy.load_state_dict(ck["strategy"])

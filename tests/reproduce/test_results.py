@@ -6,19 +6,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from reproduce_helpers import load_script
 
 TASKS = ["A", "B"]
 
 
 @pytest.fixture(scope="module")
 def results():
-    return load_script("results")
+    from seta.experiment import results  # moved from reproduce/results.py
+
+    return results
 
 
 @pytest.fixture(scope="module")
 def presets(results):
-    import presets  # reproduce/ is on sys.path now
+    from seta.experiment import presets  # moved from reproduce/presets.py
 
     return presets
 

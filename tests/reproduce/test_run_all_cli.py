@@ -58,7 +58,7 @@ def test_out_that_is_a_file_or_unwritable_is_refused_before_any_work(cli, tmp_pa
     (tmp_path / "f").write_text("x")
     result = CliRunner().invoke(cli, ["--methods", "seta", "--out", str(tmp_path / "f" / "sub")])
     assert result.exit_code == 2 and "is a file; choose another folder" in result.output
-    import failures
+    from seta.experiment import failures
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")

@@ -9,12 +9,14 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from reproduce_helpers import ROOT, load_script
+from reproduce_helpers import ROOT
 
 
 @pytest.fixture(scope="module")
 def run_all():
-    return load_script("run_all", "run_all_failures")
+    from seta.experiment import command  # reproduce/run_all.py's code: patch it where it lives
+
+    return command
 
 
 def _env():
@@ -57,8 +59,7 @@ def test_disk_and_permission_failures_mid_run_are_one_line(run_all, monkeypatch,
 _WORKER = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from reproduce_helpers import load_script
-run_all = load_script("run_all")
+from seta.experiment import command as run_all  # reproduce/run_all.py's code
 from seta.data import synthetic_stream
 from seta.models import build_tiny_model
 from seta.train import loop

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from choices import ABLATIONS, ALL_METHODS
+from seta.experiment.choices import ABLATIONS, ALL_METHODS
 
 
 def run_info(cfg, model_path, tasks) -> dict:

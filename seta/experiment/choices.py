@@ -1,6 +1,6 @@
 """The names the command lines check before anything heavy is imported (no torch, no transformers).
 
-presets.py builds the presets themselves; `tests/reproduce` checks that both agree.
+seta.experiment.presets builds the presets themselves; `tests/reproduce` checks that both agree.
 """
 
 # the default list: SETA, its two diagnostic ablations (oracle routing: routing errors vs forgetting; raw

@@ -1,11 +1,11 @@
-"""Presets of reproduce/run_all.py: the embedded tiny default and the paper-scale configurations."""
+"""Presets of `seta run` (and reproduce/run_all.py): the embedded tiny default and the paper-scale configurations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 import click
-from choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
+from seta.experiment.choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-exported)
 
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig

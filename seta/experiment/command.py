@@ -1,0 +1,323 @@
+"""`seta run` (and reproduce/run_all.py): every method over a stream; summary.json, summary.md, plots, adapters.
+
+    seta run                                     # the embedded default on CPU -> results/tiny/
+    seta run --quick                             # a smoke run of every method
+    seta run --preset llama2-7b --model PATH --data-dir TRACE_DIR
+    seta run --preset qwen3-4b --dry-run         # memory plan only (also: seta plan)
+    seta run ... --general-data DIR              # + MMLU/BBH/PIQA through lm-eval, before and after
+
+`python reproduce/run_all.py` is the same command. The argument checks come before torch is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from seta.experiment import results
+from seta.experiment.choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
+from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
+                                      install_sigterm_handler, interrupted_message, user_message)
+from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
+from seta.train.strategies import STRATEGIES  # names only: no torch
+
+# torch, transformers and the presets are imported after the arguments are checked (see main)
+GENERAL_DEFAULT = "mmlu,bbh,piqa"
+
+
+def _asset_paths(model_path, data_dir, general_data):
+    """--model / --data-dir / --general-data of an assets preset: the given ones, else the asset cache's."""
+    from seta.assets import SMOLLM2, default_assets_dir
+
+    cache = default_assets_dir()
+    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
+    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
+    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
+        if not path.is_dir():
+            raise click.UsageError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
+                                   "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
+    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
+    return model, data, general
+
+
+def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
+    if name in ("PRESETS", "QUICK", "Preset", "with_tasks"):
+        from seta.experiment import presets
+
+        return getattr(presets, name)
+    if name in ("_strategy_route", "_heldout_ppl", "_general_ability"):
+        from seta.inference import routed
+
+        return getattr(routed, name.lstrip("_"))
+    raise AttributeError(name)
+
+
+def _load_stream(preset, data_dir, seed: int):
+    from seta.data import load_trace, synthetic_stream
+
+    if data_dir is not None:
+        keep = ("order", "tasks", "max_train", "max_eval", "max_test")
+        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in keep}, seed=seed))
+    if preset.needs_model_path:
+        raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
+    return list(synthetic_stream(seed=seed, **preset.stream))
+
+
+def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
+    """A function returning a fresh copy of the base model for each method."""
+    from seta.models import build_tiny_model, load_base_model
+
+    import torch
+
+    if preset.needs_model_path or model_path is not None:
+        if model_path is None:
+            raise click.UsageError(f"--preset {preset.name} needs --model PATH (a local HF model directory)")
+        def hf_factory():
+            return load_base_model(model_path, load_in_4bit=preset.load_in_4bit, dtype=preset.dtype,
+                                   device_map="auto" if torch.cuda.is_available() else "cpu",
+                                   gradient_checkpointing=preset.train.gradient_checkpointing)
+
+        local = Path(model_path).is_dir()
+        name = str(Path(model_path).resolve()) if local else str(model_path)
+        hf_factory.source = {"kind": "hf", "model": name, "tokenizer": name, "dtype": preset.dtype,
+                             "load_in_4bit": preset.load_in_4bit}  # what the adapter card records
+        return hf_factory
+    from seta.data import generic_corpus
+    from seta.train.pretrain import cached_pretrained_base
+
+    texts = list(generic_corpus(preset.train.seed).train)
+    key = {"arch": preset.arch, **preset.tiny_model}
+
+    def build():
+        return build_tiny_model(preset.arch, tokenizer=tokenizer, seed=preset.train.seed, **preset.tiny_model)
+
+    def factory():
+        model, path = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir, progress=progress)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        path = str(Path(path).resolve())  # the adapter card records it: the base and its tokenizer live there
+        factory.source = {"kind": "tiny", "model": path, "tokenizer": path, "dtype": "float32", "load_in_4bit": False}
+        return model
+
+    return factory
+
+
+def dry_run(preset) -> None:
+    """Build the architecture on the meta device and print the memory plan."""
+    from seta.experiment.memory_plan import memory_plan
+
+    click.echo(memory_plan(preset))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)), default="tiny", show_default=True, help="Configuration to run.")
+@click.option("--methods", default=",".join(ALL_METHODS), show_default=True,
+              help=f"Comma-separated methods; ablations: {', '.join(ABLATIONS)}.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (integers 0 to 2^32-1).")
+@click.option("--out", type=click.Path(), default=None, help="Output directory (default results/<preset>).")
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Local HF model directory (paper presets).")
+@click.option("--data-dir", type=click.Path(), default=None, help="TRACE-format data directory (any preset).")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated tasks of --data-dir to run, in this order.")
+@click.option("--general-data", type=click.Path(), default=None,
+              help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
+                   "lm-evaluation-harness for the base and after each method's stream.")
+@click.option("--general-tasks", default=GENERAL_DEFAULT, show_default=True,
+              help="Comma-separated benchmarks of --general-data to run.")
+@click.option("--general-limit", type=click.IntRange(min=1), default=None,
+              help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
+@click.option("--resume", is_flag=True, help="Continue each method from its last finished task (the checkpoint must "
+                                             "belong to this run: same settings, data and base model).")
+@click.option("--resume-force", is_flag=True, help="Like --resume, but continue even from a checkpoint of other "
+                                                   "settings, data or base model.")
+@click.option("--quick", is_flag=True, help="Smoke run of every method (tiny, or smollm2 on three tasks).")
+@click.option("--4bit", "four_bit", is_flag=True, help="Load a real base model in 4-bit NF4 (bitsandbytes; CPU works).")
+@click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
+         resume, resume_force, quick, four_bit, dry_run, no_progress):
+    """Reproduce SETA and the baselines on one stream; write an honest report."""
+    if quick and preset not in QUICK_PRESETS:
+        raise click.UsageError(f"--quick exists for {' and '.join(QUICK_PRESETS)} only, not --preset {preset}")
+    if four_bit and preset == "tiny":
+        raise click.UsageError("--4bit loads a real base model: use it with --preset smollm2 or --model PATH")
+    if dry_run:
+        from seta.experiment.presets import PRESETS, QUICKS
+
+        globals()["dry_run"](QUICKS[preset] if quick else PRESETS[preset])
+        return
+    names = parse_methods(methods)
+    seed_list = parse_seeds(seeds)
+    if model_path is not None:
+        check_dir_option(model_path, "--model", "model directory")
+    if data_dir is not None:
+        check_dir_option(data_dir, "--data-dir", "data directory")
+    if preset in PAPER_PRESETS and model_path is None:
+        raise click.UsageError(f"--preset {preset} needs --model PATH (a local HF model directory) and --data-dir PATH")
+    if preset in PAPER_PRESETS and data_dir is None:
+        raise click.UsageError(f"--preset {preset} needs --data-dir pointing at a TRACE-format directory")
+    if task_names is not None and data_dir is None:
+        raise click.UsageError("--tasks needs --data-dir (a stream directory to choose tasks from)")
+    if general_data is None and general_limit is not None:
+        raise click.UsageError("--general-limit needs --general-data")
+    if general_data is not None:
+        check_dir_option(general_data, "--general-data", "general-ability directory")
+    out_dir = Path(out or f"results/{preset + '-quick' if quick else preset}")
+    check_writable(out_dir)
+    install_sigterm_handler()
+    try:
+        from seta.experiment.presets import PRESETS, QUICKS, with_tasks  # torch and transformers: only now
+
+        cfg = QUICKS[preset] if quick else PRESETS[preset]
+        if four_bit:
+            cfg = replace(cfg, load_in_4bit=True)
+        if cfg.assets:  # the fetched model, stream and BBH folder, unless given
+            given = general_data is not None
+            model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
+            if not given:
+                if general_data is None:
+                    click.echo("no BBH folder in the asset cache: general ability is skipped "
+                               "(run `python reproduce/fetch_assets.py` to build it)")
+                general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
+                general_limit = general_limit or cfg.general_limit
+        cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
+        general = _load_general(general_data, general_tasks, general_limit)
+        run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
+            force_resume=resume_force)
+    except RunInterrupted as err:
+        fail(interrupted_message(err), exit_code(err))
+    except KeyboardInterrupt as err:  # before any method started
+        fail(interrupted_message(RunInterrupted(None, None, None, type(err).__name__ == "Terminated")), 130)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(" ".join(str(err).split()))
+    except Exception as err:  # noqa: BLE001  (OSError, torch's RuntimeError, SafetensorError: disk and folders)
+        message = user_message(err, out_dir)
+        if message is None:
+            raise
+        fail(message)
+
+
+def parse_methods(text: str) -> list[str]:
+    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # in order, once each
+    if not names:
+        raise click.BadParameter(f"give at least one method, e.g. --methods seta,ewc (known: {', '.join(STRATEGIES)})",
+                                 param_hint="--methods")
+    unknown = [m for m in names if m not in STRATEGIES]
+    if unknown:
+        raise click.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(STRATEGIES)}", param_hint="--methods")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
+    except ValueError:
+        raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}", param_hint="--seeds") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed, e.g. --seeds 0,1,2", param_hint="--seeds")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise click.BadParameter(f"seeds must lie in 0..{MAX_SEED} (NumPy's range), got {bad[0]}", param_hint="--seeds")
+    return seeds
+
+
+def _load_general(path, tasks: str, limit):
+    """Read and check --general-data before any training, so that a bad file costs seconds, not hours."""
+    if path is None:
+        return None
+    try:
+        from seta.eval.harness import load_general_data
+    except ImportError as err:
+        raise click.UsageError(str(err))
+    try:
+        return load_general_data(path, [t.strip() for t in tasks.split(",") if t.strip()], limit=limit)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err))
+
+
+def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,
+        force_resume: bool = False):
+    """Every method for every seed into out_dir/<method>/seed<k>/, then the reports from every finished
+    result in out_dir. The data and the folder's earlier results are checked before anything is written."""
+    import torch
+
+    from seta.data import build_tiny_tokenizer
+    from seta.eval.report import BlockMap
+    from seta.models import load_tokenizer
+    from seta.train.fingerprint import data_fingerprint
+    from seta.experiment.method import stream_sources, train_method
+    from seta.inference.routed import general_ability as _general_ability, heldout_ppl as _heldout_ppl
+
+    streams = {seed: _load_stream(cfg, data_dir, seed) for seed in seeds}  # a bad data file fails here
+    info = results.run_info(cfg, model_path, streams[seeds[0]])
+    data = {seed: data_fingerprint(tasks) for seed, tasks in streams.items()}
+    results.check_compatible(out_dir, results.read_results(out_dir), info, data, {(m, s) for m in names for s in seeds})
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if not progress:  # --no-progress hides transformers' bars too ('Loading weights', 'Writing model shards')
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    tokenizer = load_tokenizer(model_path) if model_path else build_tiny_tokenizer()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        train_cfg = replace(cfg.train, seed=seed)
+        tasks = streams[seed]
+        factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
+        base_scores = None
+        # BBH decoding cap: the tiny base rarely stops by itself; a preset may cap a real model's
+        gen_cap = cfg.general_max_gen_toks if model_path else cfg.train.max_new_tokens
+        seed_extra: dict = {}
+        if model_path is None or general is not None:
+            base = factory()
+            if model_path is None:
+                from seta.data import generic_corpus
+                from seta.train.pretrain import perplexity
+
+                seed_extra["heldout_ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
+            if general is not None:
+                click.echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
+                seed_extra["general_base"] = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
+            del base
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        for name in names:
+            run_dir = out_dir / name / f"seed{seed}"
+            try:
+                click.echo(f"[seed {seed}] {name} ...")
+                t0 = time.perf_counter()
+                sources = [stream_sources(cfg, data_dir, seed)] * len(tasks)
+                res, strategy = train_method(name, factory, tokenizer, tasks, cfg, run_dir, seed=seed, sources=sources,
+                                             resume=resume, force_resume=force_resume, base_scores=base_scores,
+                                             progress=progress)
+                if base_scores is None and not strategy.joint:
+                    base_scores = res.base_scores  # computed (or, on resume, stored) once per seed
+                if model_path is None:
+                    res.extra["heldout_ppl_after"] = _heldout_ppl(strategy, tokenizer, seed)
+                if general is not None:
+                    res.extra["general_ability"] = _general_ability(strategy.model, tokenizer, general, cfg, progress,
+                                                                    strategy, gen_cap)
+                res.extra.update(seed_extra, base_scores=base_scores)
+                if name == "seta":
+                    bm = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
+                    res.extra["block_map"] = {"grids": {n: list(g) for n, g in bm.grids.items()},
+                                              "owner_counts": {n: [int(c) for c in v] for n, v in bm.owner_counts.items()}}
+                    res.extra["growth_ratio"] = strategy.seta.registry.growth_ratio()
+                results.write_result(run_dir, res, seed, info, data[seed])
+            except KeyboardInterrupt as err:
+                raise RunInterrupted(run_dir, name, seed, type(err).__name__ == "Terminated") from None
+            click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  ({time.perf_counter() - t0:.0f}s)")
+    found = results.read_results(out_dir)
+    files, ability = results.write_reports(out_dir, cfg.name, found)
+    earlier = sorted({r["method"] for r in found} - set(names))
+    if earlier:
+        click.echo(f"the report also holds earlier finished results in {out_dir}: {', '.join(earlier)}")
+    click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
+    click.echo((out_dir / "summary.md").read_text())
+    click.echo(f"wrote {files}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""One method over one stream, as `seta run` runs each (method, seed) and `seta train` runs one:
+train, save the self-describing adapter (`seta.inference.card`), return the result.
+
+`continue_adapter` adds tasks to a saved SETA adapter: the stream goes on from where it stopped
+(task ids, blocks, ownership, anchors, gate and routing statistics as saved), the earlier tasks'
+data reloaded from where the card says it came from, so that R still has every column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+
+def stream_sources(cfg, data_dir, seed: int) -> dict:
+    """Where the tasks of `cfg`'s stream come from, as the card records it (one dict for every task)."""
+    if data_dir is not None:
+        load = {k: v for k, v in cfg.stream.items() if k not in ("order", "tasks")}
+        return {"data_dir": str(Path(data_dir).resolve()), "load": load, "seed": seed}
+    return {"synthetic": {k: v for k, v in cfg.stream.items() if k not in ("order", "tasks")}, "seed": seed}
+
+
+def load_tasks(source: dict, names: list[str]) -> list:
+    """The tasks `names` (in this order) from a card's task source."""
+    from seta.data import load_trace, synthetic_stream
+
+    if "data_dir" in source:
+        if not Path(source["data_dir"]).is_dir():
+            raise FileNotFoundError(f"the data of tasks {names} were read from {source['data_dir']}, which no longer "
+                                    "exists; put the stream directory back there")
+        return list(load_trace(source["data_dir"], tasks=names, seed=source["seed"], **source.get("load", {})))
+    return list(synthetic_stream(seed=source["seed"], order=list(names), **source["synthetic"]))
+
+
+def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path, *, seed: int, sources: list[dict],
+                 resume=False, force_resume=False, base_scores=None, progress=True, initial=None):
+    """Train method `name` over `tasks` into run_dir (log, checkpoint, run_dir/adapter with its card).
+
+    factory(): a fresh base; `factory.source` (if set) describes it for the card. cfg: a preset.
+    sources: one card source per task. initial: a (card, adapter dir) to continue from (`continue_adapter`).
+    Returns (RunResult, strategy)."""
+    from seta.inference.card import base_hashes, write_card
+    from seta.train.loop import ContinualTrainer
+    from seta.train.strategies import build_strategy
+
+    train_cfg = replace(cfg.train, seed=seed)
+    base = factory()
+    hashes = base_hashes(base)
+    strategy = build_strategy(name, base, tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
+    trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name})
+    start = 0
+    if initial is not None:
+        card, adapter_dir = initial
+        strategy.seta.load_saved_state(adapter_dir)
+        strategy.old_gate = strategy.seta.router.gate.snapshot()
+        start = len(card["tasks"])
+    more = {"start_task": start} if start else {}
+    res = trainer.run(resume=resume, base_scores=base_scores, force_resume=force_resume, **more)
+    if hasattr(strategy, "seta"):
+        adapter = run_dir / "adapter"
+        strategy.save_adapter(adapter)
+        source = getattr(factory, "source", None)
+        card = {"method": name, "preset": cfg.name,
+                "base": None if source is None else {**source, **hashes,
+                                                     "model_type": getattr(base.config, "model_type", None)},
+                "tasks": [{"name": t.name, "metric": t.metric, "max_new_tokens": trainer.max_new_tokens(j),
+                           "source": sources[j]} for j, t in enumerate(tasks)],
+                "train_config": train_cfg.to_dict(), "sparse_config": asdict(strategy.config),
+                "prompt_cap": trainer.prompt_cap}
+        write_card(adapter, card)
+    else:
+        strategy.save_adapter(run_dir / "adapter")
+    return res, strategy
+
+
+def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_dir: Path, *, progress=True,
+                     epochs: int | None = None):
+    """Add `new_tasks` to the SETA adapter in adapter_dir (left untouched): train them after its tasks, into
+    out_dir (out_dir/adapter: the grown adapter). Returns (RunResult, strategy)."""
+    from seta.experiment.presets import Preset
+    from seta.inference.adapter import base_factory_from_card, load_card_tokenizer
+    from seta.inference.card import read_card
+    from seta.train.config import TrainConfig
+    from seta.train.gate_training import GateTrainConfig
+    from seta.train.strategies import SparseConfig, strategy_class
+
+    card = read_card(adapter_dir)
+    from seta.train.strategies.seta import Seta
+
+    if not issubclass(strategy_class(card["method"]), Seta):
+        raise ValueError(f"{adapter_dir} is an adapter of {card['method']}; tasks can be added to SETA adapters only")
+    old_names = [t["name"] for t in card["tasks"]]
+    clash = sorted(set(old_names) & {t.name for t in new_tasks})
+    if clash:
+        raise ValueError(f"the adapter already has task(s) {clash}; add tasks it does not have (it has {old_names})")
+    old_tasks = []
+    for entry in card["tasks"]:  # each from its own source, in the adapter's order
+        old_tasks += load_tasks(entry["source"], [entry["name"]])
+    train = TrainConfig.from_dict(card["train_config"])
+    n_old, n_new = len(old_tasks), len(new_tasks)
+    more = epochs or int(train.epochs[-1])
+    train = replace(train, epochs=tuple(train.epochs_for(i) for i in range(n_old)) + (more,) * n_new)
+    sp = dict(card["sparse_config"])
+    sparse = SparseConfig(**{**sp, "target_modules": tuple(sp["target_modules"]), "gate": GateTrainConfig(**sp["gate"])})
+    cfg = Preset(name=card.get("preset") or "adapter", train=train, sparse=sparse)
+    tokenizer = load_card_tokenizer(card)
+    factory = base_factory_from_card(card)
+    sources = [t["source"] for t in card["tasks"]] + list(new_sources)
+    res, strategy = train_method(card["method"], factory, tokenizer, old_tasks + list(new_tasks), cfg, Path(out_dir),
+                                 seed=train.seed, sources=sources, progress=progress, initial=(card, Path(adapter_dir)))
+    earlier = Path(adapter_dir).parent / "result.json"  # the rows of R the adapter's own run measured
+    if earlier.is_file():
+        import json
+
+        old_R = json.loads(earlier.read_text()).get("R", [])
+        if len(old_R) == n_old and all(len(row) == n_old for row in old_R):
+            res.R[:n_old] = [list(row) + [float("nan")] * n_new for row in old_R]
+    return res, strategy

@@ -1,0 +1,85 @@
+"""The adapter card: what makes an adapter folder self-describing (`seta_adapter.json`).
+
+    ADAPTER/seta_config.json          experts, layers, ownership, gate config   (SetaModel.save_pretrained)
+    ADAPTER/seta_model.safetensors    blocks, gate, routing statistics, anchors
+    ADAPTER/seta_adapter.json         this card:
+        method, preset
+        base: {kind ("tiny" | "hf"), model (absolute path or hub id), tokenizer, dtype, load_in_4bit,
+               model_type, config_hash (the HF config), weights_hash (a strided sample of the weights)}
+        tasks: [{name, metric, max_new_tokens (the answer budget from its training answers), source}]
+        train_config, sparse_config (with the gate's), prompt_cap
+
+A task's `source` says where its data came from ({"data_dir": absolute path} or {"synthetic": kwargs,
+"seed": s}), so that `seta train --from ADAPTER` can continue the stream and score the earlier tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+CARD_NAME = "seta_adapter.json"
+CARD_FORMAT = "seta-adapter"
+CONFIG_NAME, WEIGHTS_NAME = "seta_config.json", "seta_model.safetensors"  # = seta.models' (tested); no torch here
+
+
+def base_hashes(model) -> dict:
+    """{"config_hash", "weights_hash"} of the base model: the same before and after experts are attached
+    (adapter parameters are skipped, `.base_layer` is dropped from the names)."""
+    from seta.train.fingerprint import ADAPTER_MARKERS, _hf_config, _sample_bytes
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if any(m in name for m in ADAPTER_MARKERS):
+            continue
+        name = name.replace(".base_layer.", ".")
+        h.update(f"{name}:{tuple(p.shape)}:{p.dtype};".encode())
+        if p.device.type != "meta" and p.numel():
+            h.update(_sample_bytes(p))
+    config = hashlib.sha256(json.dumps(_hf_config(model), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"config_hash": config, "weights_hash": h.hexdigest()[:16]}
+
+
+def write_card(directory, card: dict) -> Path:
+    path = Path(directory) / CARD_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"format": CARD_FORMAT, "version": 1, **card}, indent=1, default=str))
+    tmp.replace(path)
+    return path
+
+
+def read_card(directory) -> dict:
+    """The card of an adapter folder; FileNotFoundError / ValueError that say what the folder is instead."""
+    d = Path(directory)
+    if not d.exists():
+        raise FileNotFoundError(f"adapter folder {d} does not exist")
+    if not d.is_dir():
+        raise ValueError(f"{d} is a file, not an adapter folder")
+    if not (d / CARD_NAME).is_file():
+        what = ("a SETA adapter without a card (written before adapters described themselves, or by another "
+                "method); retrain it" if (d / CONFIG_NAME).is_file() else "not a SETA adapter folder")
+        raise ValueError(f"{d} is {what}: it has no {CARD_NAME} (an adapter folder is e.g. "
+                         "results/tiny/seta/seed0/adapter)")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (d / name).is_file():
+            raise ValueError(f"{d} is an incomplete adapter folder: {name} is missing")
+    try:
+        card = json.loads((d / CARD_NAME).read_text())
+    except ValueError as err:
+        raise ValueError(f"{d / CARD_NAME} is not valid JSON ({err})") from None
+    if card.get("format") != CARD_FORMAT or not card.get("tasks"):
+        raise ValueError(f"{d / CARD_NAME} is not a SETA adapter card (format {card.get('format')!r})")
+    if card.get("base") is None:
+        raise ValueError(f"{d} does not record its base model; retrain it with `seta train` or `seta run`")
+    return card
+
+
+def check_base(card: dict, model, where) -> None:
+    """ValueError naming both hashes unless `model` is the base the adapter was trained on."""
+    have, want = base_hashes(model), card["base"]
+    for key, what in (("config_hash", "architecture config"), ("weights_hash", "weights")):
+        if want.get(key) and have[key] != want[key]:
+            raise ValueError(f"{where} was trained on another base model: its {what} hash is {want[key]} in the "
+                             f"adapter card but {have[key]} for the base given ({card['base'].get('model')} "
+                             "recorded); load it onto the base it was trained on")
