@@ -61,9 +61,10 @@ PAPER = {
 # SmolLM2-135M-Instruct on the default BIG-bench stream (reproduce/fetch_assets.py puts both, and the BBH
 # general-ability folder, in the asset cache). Sized for 2 CPU cores from measured step times (README):
 # fp32 weights (faster than bf16 on CPUs without bf16 matmul units), 64 train examples per task, one epoch.
-# Block side 64 divides every SmolLM2 projection (576, 192, 1536); rho = the paper's 1%.
+# Block side 64 divides every SmolLM2 projection (576, 192, 1536); rho = the paper's 1%. Plain prompt format:
+# the BIG-bench prompt as written, then " " + answer + EOS (no chat template).
 _SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=8, lr=1e-3, max_prompt_len=256, max_answer_len=64, max_new_tokens=64,
-                          eval_batch_size=16, seed=0)
+                          eval_batch_size=16, seed=0, answer_prefix=" ")
 _SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
                             gate=GateTrainConfig(steps=200))
 SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, dtype="float32", assets=True,
