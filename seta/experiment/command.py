@@ -19,13 +19,29 @@ from pathlib import Path
 import click
 
 from seta.experiment import results
-from seta.experiment.choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES
+from seta.experiment.choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
 from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
                                       install_sigterm_handler, interrupted_message, user_message)
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
 from seta.train.strategies import STRATEGIES  # names only: no torch
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
+GENERAL_DEFAULT = "mmlu,bbh,piqa"
+
+
+def _asset_paths(model_path, data_dir, general_data):
+    """--model / --data-dir / --general-data of an assets preset: the given ones, else the asset cache's."""
+    from seta.assets import SMOLLM2, default_assets_dir
+
+    cache = default_assets_dir()
+    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
+    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
+    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
+        if not path.is_dir():
+            raise click.UsageError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
+                                   "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
+    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
+    return model, data, general
 
 
 def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
@@ -44,7 +60,8 @@ def _load_stream(preset, data_dir, seed: int):
     from seta.data import load_trace, synthetic_stream
 
     if data_dir is not None:
-        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in ("order", "tasks")}, seed=seed))
+        keep = ("order", "tasks", "max_train", "max_eval", "max_test")
+        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in keep}, seed=seed))
     if preset.needs_model_path:
         raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
     return list(synthetic_stream(seed=seed, **preset.stream))
@@ -60,13 +77,13 @@ def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
         if model_path is None:
             raise click.UsageError(f"--preset {preset.name} needs --model PATH (a local HF model directory)")
         def hf_factory():
-            return load_base_model(model_path, load_in_4bit=preset.load_in_4bit,
+            return load_base_model(model_path, load_in_4bit=preset.load_in_4bit, dtype=preset.dtype,
                                    device_map="auto" if torch.cuda.is_available() else "cpu",
                                    gradient_checkpointing=preset.train.gradient_checkpointing)
 
         local = Path(model_path).is_dir()
         name = str(Path(model_path).resolve()) if local else str(model_path)
-        hf_factory.source = {"kind": "hf", "model": name, "tokenizer": name, "dtype": "bfloat16",
+        hf_factory.source = {"kind": "hf", "model": name, "tokenizer": name, "dtype": preset.dtype,
                              "load_in_4bit": preset.load_in_4bit}  # what the adapter card records
         return hf_factory
     from seta.data import generic_corpus
@@ -108,7 +125,7 @@ def dry_run(preset) -> None:
 @click.option("--general-data", type=click.Path(), default=None,
               help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
                    "lm-evaluation-harness for the base and after each method's stream.")
-@click.option("--general-tasks", default="mmlu,bbh,piqa", show_default=True,
+@click.option("--general-tasks", default=GENERAL_DEFAULT, show_default=True,
               help="Comma-separated benchmarks of --general-data to run.")
 @click.option("--general-limit", type=click.IntRange(min=1), default=None,
               help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
@@ -116,7 +133,8 @@ def dry_run(preset) -> None:
                                              "belong to this run: same settings, data and base model).")
 @click.option("--resume-force", is_flag=True, help="Like --resume, but continue even from a checkpoint of other "
                                                    "settings, data or base model.")
-@click.option("--quick", is_flag=True, help="Smoke run of every method (tiny sizes, one epoch).")
+@click.option("--quick", is_flag=True, help="Smoke run of every method (tiny, or smollm2 on three tasks).")
+@click.option("--4bit", "four_bit", is_flag=True, help="Load a real base model in 4-bit NF4 (bitsandbytes; CPU works).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--config", "config_file", type=click.Path(), default=None,
@@ -127,18 +145,21 @@ def dry_run(preset) -> None:
 @click.option("--tensorboard", is_flag=True,
               help="Also write each run's metrics.jsonl records to <run>/tensorboard (pip install 'seta[tensorboard]').")
 def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
-         resume, resume_force, quick, dry_run, no_progress, config_file, overrides, show_settings, tensorboard):
+         resume, resume_force, quick, four_bit, dry_run, no_progress, config_file, overrides, show_settings,
+         tensorboard):
     """Reproduce SETA and the baselines on one stream; write an honest report.
 
     Under torchrun (torchrun --nproc_per_node N reproduce/run_all.py ...) the methods train data-parallel
     (gloo on CPU, nccl on GPU); rank 0 evaluates and writes every file."""
     file_data = _read_settings(config_file, overrides, tensorboard)  # syntax only: no torch yet
-    if quick and preset in PAPER_PRESETS:
-        raise click.UsageError("--quick runs the tiny preset only")
+    if quick and preset not in QUICK_PRESETS:
+        raise click.UsageError(f"--quick exists for {' and '.join(QUICK_PRESETS)} only, not --preset {preset}")
+    if four_bit and preset == "tiny":
+        raise click.UsageError("--4bit loads a real base model: use it with --preset smollm2 or --model PATH")
     if dry_run:
-        from seta.experiment.presets import PRESETS, QUICK
+        from seta.experiment.presets import PRESETS, QUICKS
 
-        globals()["dry_run"](QUICK if quick else PRESETS[preset])
+        globals()["dry_run"](QUICKS[preset] if quick else PRESETS[preset])
         return
     names = parse_methods(methods)
     seed_list = parse_seeds(seeds)
@@ -156,13 +177,25 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         raise click.UsageError("--general-limit needs --general-data")
     if general_data is not None:
         check_dir_option(general_data, "--general-data", "general-ability directory")
-    out_dir = Path(out or f"results/{'tiny-quick' if quick else preset}")
+    out_dir = Path(out or f"results/{preset + '-quick' if quick else preset}")
     check_writable(out_dir)
     install_sigterm_handler()
     try:
-        from seta.experiment.presets import PRESETS, QUICK, with_tasks  # torch and transformers: only now
+        from seta.experiment.presets import PRESETS, QUICKS, with_tasks  # torch and transformers: only now
 
-        cfg = with_tasks(QUICK if quick else PRESETS[preset], task_names, data_dir)  # --tasks checked against the directory
+        cfg = QUICKS[preset] if quick else PRESETS[preset]
+        if four_bit:
+            cfg = replace(cfg, load_in_4bit=True)
+        if cfg.assets:  # the fetched model, stream and BBH folder, unless given
+            given = general_data is not None
+            model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
+            if not given:
+                if general_data is None:
+                    click.echo("no BBH folder in the asset cache: general ability is skipped "
+                               "(run `python reproduce/fetch_assets.py` to build it)")
+                general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
+                general_limit = general_limit or cfg.general_limit
+        cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
         cfg = _apply_settings(cfg, file_data, overrides, config_file)
         if show_settings:
             from seta.train.run_config import settings_help
@@ -290,7 +323,8 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
         tasks = streams[seed]
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         base_scores = None
-        gen_cap = None if model_path else cfg.train.max_new_tokens  # the tiny base rarely stops by itself
+        # BBH decoding cap: the tiny base rarely stops by itself; a preset may cap a real model's
+        gen_cap = cfg.general_max_gen_toks if model_path else cfg.train.max_new_tokens
         seed_extra: dict = {}
         if (model_path is None or general is not None) and rank == 0:
             base = factory()

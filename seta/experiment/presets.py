@@ -26,6 +26,10 @@ class Preset:
     stream: dict = field(default_factory=dict)  # synthetic_stream kwargs (tiny) or load_trace kwargs
     load_in_4bit: bool = False
     needs_model_path: bool = False
+    dtype: str = "bfloat16"  # of a real base model's weights (load_base_model)
+    assets: bool = False  # model, stream and BBH default to the fetched assets (reproduce/fetch_assets.py)
+    general_limit: int | None = None  # BBH items scored before/after (assets presets; None: every item)
+    general_max_gen_toks: int | None = None  # BBH decoding cap (None: lm-eval's 256)
 
 
 TINY = Preset(
@@ -54,7 +58,25 @@ PAPER = {
                        load_in_4bit=True, needs_model_path=True, stream=dict(order=1)),
 }
 
-PRESETS = {"tiny": TINY, **PAPER}
+# SmolLM2-135M-Instruct on the default BIG-bench stream (reproduce/fetch_assets.py puts both, and the BBH
+# general-ability folder, in the asset cache). Sized for 2 CPU cores from measured step times (README):
+# fp32 weights (faster than bf16 on CPUs without bf16 matmul units), 64 train examples per task, one epoch.
+# Block side 64 divides every SmolLM2 projection (576, 192, 1536); rho = the paper's 1%. Plain prompt format:
+# the BIG-bench prompt as written, then " " + answer + EOS (no chat template).
+_SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=8, lr=1e-3, max_prompt_len=256, max_answer_len=64, max_new_tokens=64,
+                          eval_batch_size=16, seed=0, answer_prefix=" ")
+_SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
+                            gate=GateTrainConfig(steps=200))
+SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, dtype="float32", assets=True,
+                 stream=dict(max_train=64, max_eval=16, max_test=24), general_limit=60, general_max_gen_toks=8)
+# --preset smollm2 --quick: every method end to end on three short-prompt tasks, a handful of examples
+SMOLLM2_QUICK = replace(SMOLLM2, name="smollm2-quick", train=replace(_SMOL_TRAIN, max_new_tokens=16),
+                        sparse=replace(_SMOL_SPARSE, probe_batches=1, fisher_batches=1, gate=GateTrainConfig(steps=40)),
+                        stream=dict(tasks=("qa_wikidata", "word_unscrambling", "matrixshapes"), max_train=16,
+                                    max_eval=4, max_test=8), general_limit=6)
+
+PRESETS = {"tiny": TINY, **PAPER, "smollm2": SMOLLM2}
+QUICKS = {"tiny": QUICK, "smollm2": SMOLLM2_QUICK}  # --quick of each preset that has one
 
 
 def with_tasks(preset: Preset, task_names: str | None, data_dir) -> Preset:

@@ -26,7 +26,7 @@ def encode_examples(tokenizer, examples, cfg, max_positions: int | None = None) 
     answer_cap = cfg.max_answer_len if max_positions is None else min(cfg.max_answer_len, max_positions - 1)
     out = []
     for ex in examples:
-        a = encode_answer(tokenizer, ex.answer, answer_cap)
+        a = encode_answer(tokenizer, cfg.answer_prefix + ex.answer, answer_cap)
         cap = cfg.max_prompt_len if max_positions is None else min(cfg.max_prompt_len, max_positions - len(a))
         p = encode_prompt(tokenizer, ex.prompt, cap)
         labels = [-100] * len(p) + a

@@ -35,6 +35,11 @@ class TrainConfig:
     """Prompt token cap (prompts are truncated from the left)."""
     max_answer_len: int = 512
     """Answer token cap."""
+    answer_prefix: str = ""
+    """Text put before every answer when it is encoded for training (and for its answer budget): "" joins
+    prompt and answer as they are (the tiny preset's byte-level tokenizer); " " is the plain format of
+    word-level BPE models (SmolLM2), whose words carry their leading space, so "A:" + " Paris" is
+    tokenised the way the model read text in pre-training. Scorers strip the generated text."""
     max_new_tokens: int = 32
     """Cap on greedy decoding length at evaluation. Task j decodes at most
     min(max_new_tokens, ceil(1.5 · L_j) + 4) new tokens, L_j = the longest tokenised answer (EOS

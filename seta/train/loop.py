@@ -246,7 +246,7 @@ class ContinualTrainer:
         EOS included), capped at cfg.max_new_tokens. Test answers are never looked at."""
         if j not in self._budgets:
             tok, cap = self.strategy.tokenizer, self.cfg.max_answer_len
-            lengths = [len(encode_answer(tok, e.answer, cap)) for e in self.tasks[j].train]
+            lengths = [len(encode_answer(tok, self.cfg.answer_prefix + e.answer, cap)) for e in self.tasks[j].train]
             self._budgets[j] = answer_budget(lengths, self.cfg.max_new_tokens)
         return self._budgets[j]
 

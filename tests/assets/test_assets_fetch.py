@@ -205,3 +205,29 @@ def test_converted_smollm2_in_the_cache_answers():
         pytest.skip(f"no converted SmolLM2 at {folder}: run `python reproduce/fetch_assets.py` (or set SETA_ASSETS_DIR)")
     report = check_model(SMOLLM2, folder)  # raises unless ~134.5M parameters and "Paris" in the answer
     assert report["chat_template"] and report["answer"]
+
+
+def test_bbh_general_folder_is_built_cached_and_read_by_the_harness(tmp_path, monkeypatch):
+    import seta.assets.fetch as fetch
+    from seta.assets import GeneralSettings, ensure_general
+
+    def task(n):
+        return {"examples": [{"input": f"q{i}", "target_scores": {"yes": i % 2, "no": 1 - i % 2}} for i in range(n)]}
+    members = {f"bigbench-1.0.0/bigbench/benchmark_tasks/{name}/task.json": json.dumps(task(40)).encode()
+               for name in ("navigate", "snarks")}
+    archive = tmp_path / "bigbench-1.0.0.tar.gz"
+    archive.write_bytes(_tar_bytes(members))
+    out = tmp_path / "general" / "bbh"
+    m = ensure_general(archive, ["navigate", "snarks"], out, GeneralSettings(n_test=6), log=lambda _: None)
+    assert not m["cached"] and m["counts"] == {"navigate": {"test": 6, "fewshot": 3}, "snarks": {"test": 6, "fewshot": 3}}
+    rows = [json.loads(x) for x in (out / "bbh" / "navigate" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {r["target"] for r in rows} <= {"A", "B"}
+    calls = []
+    monkeypatch.setattr(fetch, "read_bigbench_tasks", lambda *a: calls.append(a))
+    assert ensure_general(archive, ["navigate", "snarks"], out, GeneralSettings(n_test=6))["cached"] and not calls
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bbh"]  # no partial folder left
+    pytest.importorskip("lm_eval")
+    from seta.eval.harness import load_general_data
+
+    data = load_general_data(out, ["bbh"])
+    assert [s.name for s in data["bbh"]] == ["navigate", "snarks"] and len(data["bbh"][0].fewshot_docs) == 3

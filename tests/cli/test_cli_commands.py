@@ -34,7 +34,7 @@ def test_plan_prints_the_dry_run_memory_plan():
     assert result.output == dry.output and "base weights (NF4" in result.output
     assert "one 80 GB GPU" in result.output
     bad = CliRunner().invoke(main, ["plan", "--preset", "qwen3-4b", "--quick"])
-    assert bad.exit_code == 2 and "--quick plans the tiny preset only" in bad.output
+    assert bad.exit_code == 2 and "--quick exists for smollm2 and tiny only" in bad.output
 
 
 def test_argument_errors_come_before_torch_is_imported(tmp_path):

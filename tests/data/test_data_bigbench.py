@@ -211,3 +211,31 @@ def test_the_data_layer_imports_no_model_code():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------ BBH -> general-ability rows
+def test_bbh_rows_drop_the_cues_and_keep_the_letter_target():
+    from seta.data.bigbench import bbh_general
+
+    data = choice_task(30, fixed=False, example_input_prefix="\nQ: ", example_output_prefix="")
+    data.pop("task_prefix")
+    test, shots = bbh_general("hyperbaton", data, "t.json", n_test=10, n_shots=3)
+    assert len(test) == 10 and len(shots) == 3
+    assert not {r["input"] for r in test} & {r["input"] for r in shots}  # few-shot rows never scored
+    for r in test + shots:
+        assert not r["input"].startswith("Q:") and not r["input"].rstrip().endswith("Answer:")
+        number = int(r["input"].split()[1])
+        assert f"{r['target']}. {COLOURS[number % 4]}" in r["input"].splitlines()  # the right letter
+    again, _ = bbh_general("hyperbaton", data, "t.json", n_test=10, n_shots=3)
+    assert again == test  # seeded
+    gen_test, _ = bbh_general("object_counting", gen_task([f"n{i}" for i in range(20)]), "t.json", n_test=4)
+    assert gen_test[0]["target"].startswith("n") and not gen_test[0]["input"].endswith("A:")
+
+
+def test_bbh_rows_refuse_non_bbh_tasks_and_too_few_examples():
+    from seta.data.bigbench import bbh_general
+
+    with pytest.raises(ValueError, match="not a BIG-Bench Hard task; known: boolean_expressions"):
+        bbh_general("qa_wikidata", gen_task(["a", "b", "c"]), "t.json")
+    with pytest.raises(ValueError, match=r"t.json: 2 example\(s\) left for 3 few-shot rows"):
+        bbh_general("navigate", gen_task(["a", "b", "c", "d"]), "t.json", n_test=2, n_shots=3)

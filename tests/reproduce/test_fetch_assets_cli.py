@@ -34,7 +34,7 @@ def test_streams_from_a_placed_archive(cli, tmp_path):
 
     _place_archive(tmp_path)
     args = ["--cache-dir", str(tmp_path), "--skip-model", "--tasks", "beta,alpha", "--validation-tasks", "alpha",
-            "--max-train", "3"]
+            "--max-train", "3", "--bbh-tasks", ""]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "train     3  eval    1  test    2" in result.output
@@ -42,6 +42,19 @@ def test_streams_from_a_placed_archive(cli, tmp_path):
     assert load_trace(tmp_path / "streams" / "bigbench-validation").names == ["alpha"]
     report = json.loads((tmp_path / "fetch_report.json").read_text())
     assert report["streams"]["bigbench"]["counts"]["alpha"]["train"] == 3
+
+
+def test_bbh_general_folder_from_a_placed_archive(cli, tmp_path):
+    _place_archive(tmp_path)
+    args = ["--cache-dir", str(tmp_path), "--skip-model", "--tasks", "alpha", "--validation-tasks", "",
+            "--bbh-tasks", "navigate", "--bbh-test", "4"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "navigate" in result.output and "test    4  few-shot 3" in result.output
+    rows = (tmp_path / "general" / "bbh" / "bbh" / "navigate" / "test.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and json.loads(rows[0])["target"].startswith("t")
+    again = CliRunner().invoke(cli, args)
+    assert "general ability (BBH)" in again.output and "(cached)" in again.output.split("general ability (BBH)")[1]
 
 
 @pytest.mark.parametrize(
@@ -55,7 +68,8 @@ def test_streams_from_a_placed_archive(cli, tmp_path):
 )
 def test_bad_tasks_are_clear_errors(cli, tmp_path, args, message):
     _place_archive(tmp_path)
-    result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "--skip-model", "--validation-tasks", ""] + args)
+    result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "--skip-model", "--validation-tasks", "",
+                                      "--bbh-tasks", ""] + args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "streams").exists() or not list((tmp_path / "streams").iterdir())
 

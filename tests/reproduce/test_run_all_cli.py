@@ -33,7 +33,8 @@ def cli():
         (["--data-dir", str(ROOT / "README.md")], "is a file, not a directory"),
         (["--model", str(ROOT / "README.md")], "is a file, not a directory"),
         (["--general-data", str(ROOT / "README.md")], "is a file, not a directory"),
-        (["--quick", "--preset", "qwen3-4b"], "--quick runs the tiny preset only"),
+        (["--quick", "--preset", "qwen3-4b"], "--quick exists for smollm2 and tiny only, not --preset qwen3-4b"),
+        (["--4bit"], "--4bit loads a real base model"),
     ],
 )
 def test_bad_arguments_exit_non_zero_without_traceback(cli, args, message, tmp_path):
