@@ -7,7 +7,9 @@ decoded, cut at the first stop (eos) token. Decoding is greedy
 
 A routed model (SETA) fixes its route per batch at prefill: ``before_batch``
 is called with the batch's positions in the caller's ``prompts`` list and the
-padded inputs, before ``model.generate``; ``after_batch`` after it.
+padded inputs, before ``model.generate``; ``after_batch`` after it. With
+``group_by`` (e.g. each prompt's routed expert) no batch mixes two groups, so a
+routed batch runs one expert's blocks instead of the union of several.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     progress: bool = True,
     desc: str = "generate",
+    group_by: Callable[[list[list[int]]], Sequence | None] | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, one string per prompt, in input order.
 
@@ -79,6 +82,9 @@ def generate(
         with ``inputs = {"input_ids": (B, T), "attention_mask": (B, T)}``.
     after_batch(indices): called after each batch.
     eos_token_id: stop token(s); default the tokenizer's eos.
+    group_by(ids): given every prompt's (capped) token ids, a hashable key per prompt (or None for no
+        grouping); batches are formed within each key (groups in order of their first prompt after
+        the length sort, lengths sorted within a group). Output order is unchanged.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -104,7 +110,16 @@ def generate(
     order = list(range(len(ids)))
     if sort_by_length:
         order.sort(key=lambda i: -len(ids[i]))  # stable: ties keep input order
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    keys = group_by(ids) if group_by is not None else None
+    if keys is not None:
+        if len(keys) != len(ids):
+            raise ValueError(f"group_by returned {len(keys)} keys for {len(ids)} prompts")
+        groups: dict = {}
+        for i in order:
+            groups.setdefault(keys[i], []).append(i)
+        batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+    else:
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     device = next(model.parameters()).device
     was_training = model.training
