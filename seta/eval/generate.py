@@ -8,8 +8,10 @@ decoded, cut at the first stop (eos) token. Decoding is greedy
 A routed model (SETA) fixes its route per batch at prefill: ``before_batch``
 is called with the batch's positions in the caller's ``prompts`` list and the
 padded inputs, before ``model.generate``; ``after_batch`` after it. With
-``group_by`` (e.g. each prompt's routed expert) no batch mixes two groups, so a
-routed batch runs one expert's blocks instead of the union of several.
+``group_by`` (e.g. each prompt's routed expert) the prompts of a group are
+batched contiguously, so a routed batch runs one expert's blocks (two at a
+group boundary) instead of the union of several; the number of batches is
+unchanged (partitioning by group instead would add part-filled batches).
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def generate(
     after_batch(indices): called after each batch.
     eos_token_id: stop token(s); default the tokenizer's eos.
     group_by(ids): given every prompt's (capped) token ids, a hashable key per prompt (or None for no
-        grouping); batches are formed within each key (groups in order of their first prompt after
-        the length sort, lengths sorted within a group). Output order is unchanged.
+        grouping); prompts are ordered by key (keys in order of their first prompt after the length
+        sort, lengths sorted within a key) and then cut into batches, so a batch spans at most two
+        keys when a key's prompts fill whole batches. Output order is unchanged.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -117,9 +120,8 @@ def generate(
         groups: dict = {}
         for i in order:
             groups.setdefault(keys[i], []).append(i)
-        batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
-    else:
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        order = [i for g in groups.values() for i in g]  # each key's prompts contiguous
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     device = next(model.parameters()).device
     was_training = model.training

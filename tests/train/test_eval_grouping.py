@@ -16,8 +16,8 @@ from train_helpers import SPARSE, TRAIN
 
 def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(make_base, tok, tasks, tmp_path):
     """After a 3-task SETA run, with a gate that sends one task's prompts to several experts, evaluation with batches grouped by routed expert gives the same generations,
-    scores and routing log as routing each batch on its own (routing_groups disabled); and no grouped
-    batch mixes two routes, while the reference's batches do."""
+    scores and routing log as routing each batch on its own (routing_groups disabled), in as many
+    batches, with each route's prompts contiguous (the reference interleaves them)."""
     torch.manual_seed(0)
     strategy = build_strategy("seta", make_base(), tok, replace(SPARSE, null_expert=False))
     trainer = ContinualTrainer(strategy, tasks, replace(TRAIN, eval_batch_size=4), tmp_path, progress=False)
@@ -43,16 +43,18 @@ def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(
             head.bias.fill_(-50.0 * c)
 
     def run(grouped: bool):
-        preds, routes = [], []
+        preds, routes, per_task = [], [], []
         real_generate, real_set = loop_mod.generate, seta.set_routing
 
         def capture(*a, **k):
+            start = len(routes)
             out = real_generate(*a, **k)
             preds.append(out)
+            per_task.append([row for batch in routes[start:] for row in batch])  # routes in batch order
             return out
 
         def record(probs, experts=None):
-            routes.append({tuple(torch.nonzero(row).reshape(-1).tolist()) for row in probs})
+            routes.append([tuple(torch.nonzero(row).reshape(-1).tolist()) for row in probs])
             real_set(probs, experts)
 
         strategy.routing_log.true.clear(), strategy.routing_log.pred.clear()
@@ -62,11 +64,14 @@ def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(
         with patches[0], patches[1], (patches[2] if len(patches) > 2 else mock.patch.object(strategy, "name", "seta")):
             scores = [trainer.evaluate(j) for j in range(len(tasks))]
         log = sorted(zip(strategy.routing_log.true, strategy.routing_log.pred))
-        return scores, preds, log, routes
+        return scores, preds, log, [set(r) for r in routes], per_task
 
-    s_g, p_g, log_g, r_g = run(True)
-    s_r, p_r, log_r, r_r = run(False)
+    s_g, p_g, log_g, r_g, seq_g = run(True)
+    s_r, p_r, log_r, r_r, seq_r = run(False)
     assert s_g == s_r and p_g == p_r and log_g == log_r
-    assert all(len(r) == 1 for r in r_g)  # one route per grouped batch
-    assert any(len(r) > 1 for r in r_r)  # the reference mixes routes in a batch
+    assert len(r_g) == len(r_r)  # as many generate calls
+    assert sum(map(len, r_g)) <= sum(map(len, r_r))  # no more experts per batch than the reference
+    for seq in seq_g:  # within a task, each route's prompts are contiguous
+        assert seq == sorted(seq, key=seq.index)
+    assert any(seq != sorted(seq, key=seq.index) for seq in seq_r)  # the reference interleaves them
     assert len(set().union(*r_g)) > 1
