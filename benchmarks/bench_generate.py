@@ -112,9 +112,19 @@ def main():
             seta.route_batch(ids, mask, mode="top1", cache=cache)
             seta.generate(ids, **gen_kw)
 
+    for t in seta.router.tasks:  # routing statistics, for the null-expert contender
+        seta.router.observe(t, torch.randn(64, seta.router.gate.feature_dim, generator=g))
+        seta.router.thresholds[t] = -1.0  # every prompt is far from every task: the null expert
+
+    def run_seta_null():  # route_batch with the null rule sending the batch to the base: prefill reused
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1", null=True)
+            out = seta.generate(ids, **gen_kw)
+        assert out.shape[1] == args.prompt_len + args.new_tokens
+
     fns = {"base": run_plain, "seta": run_seta, "cleared": run_cleared}
     if args.breakdown:
-        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached)
+        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached, null=run_seta_null)
     cpu = {}
     times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
@@ -141,6 +151,13 @@ def main():
         tz = med(times["cached"])
         print(f"same prompts again with z cached (FeatureCache, as in the continual evaluation): {fmt_s(tz)}, "
               f"ratio {tz / tb:.3f}")
+        tn = med(times["null"])
+        print(f"route_batch(null=True) sending the batch to the null expert + generate (the routing pass's KV "
+              f"cache reused as the prefill): {fmt_s(tn)}, ratio {tn / tb:.3f}")
+        if device.type == "cpu":
+            cb = med(cpu["base"])
+            print("process CPU time ratios to the base: " + " | ".join(
+                f"{n} {med(cpu[n]) / cb:.3f}" for n in ("seta", "route", "routed", "prefill", "cached", "null")))
 
 
 if __name__ == "__main__":

@@ -209,6 +209,9 @@ def main():
           f"{plan['act_logits'] / MiB:.1f}, gathered {plan['act_gathered'] / MiB:.1f}; activations = checkpointed + "
           "gathered + max(logits, layer + dequantised)")
     print(f"  {'peak (' + ('CUDA max allocated' if cuda else 'process RSS') + ')':<40} {'':>10} {total_peak / MiB:13.1f}")
+    if cuda:
+        print(f"  peak {total_peak / 2**30:.2f} GiB: {'fits' if total_peak < 24e9 * 0.93 else 'does NOT fit'} in one 24 GB GPU "
+              "(7 % left for the CUDA context and fragmentation)")
     if args.out:
         with open(args.out, "a") as f:
             f.write(json.dumps({"model": name, "device": str(device), "batch": args.batch, "seq": args.seq,

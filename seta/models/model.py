@@ -18,6 +18,7 @@ persistent setters): recomputation in backward reads the route current at that m
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,17 @@ __all__ = ["ExpertConfig", "SetaModel", "attach_experts", "BlockAnchors", "DEFAU
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama/Qwen3/Mistral
 CONFIG_NAME, WEIGHTS_NAME = "seta_config.json", "seta_model.safetensors"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_name() -> str:
+    """The KV cache's name in model outputs and `generate` kwargs: 'cache' (transformers >= 5.24),
+    formerly 'past_key_values'."""
+    import dataclasses
+
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    return "cache" if "cache" in {f.name for f in dataclasses.fields(BaseModelOutputWithPast)} else "past_key_values"
 
 
 @dataclass(frozen=True)
@@ -174,14 +186,15 @@ class SetaModel(nn.Module):
         which is recomputed to give the first logits) instead of running the prefill again.
         """
         prefill, self._null_prefill = getattr(self, "_null_prefill", None), None
-        if prefill is not None and "past_key_values" not in kwargs and not self._any_route():
+        name = _cache_name()
+        if prefill is not None and not {name, "past_key_values"} & set(kwargs) and not self._any_route():
             ids = kwargs.get("input_ids", args[0] if args else None)
             mask = kwargs.get("attention_mask")
             p_ids, p_mask, cache = prefill
             if (ids is not None and ids.shape == p_ids.shape and ids.shape[1] > 1 and torch.equal(ids, p_ids)
                     and (mask is None) == (p_mask is None) and (mask is None or torch.equal(mask, p_mask))):
                 cache.crop(-1)  # drop the last prompt token: generate recomputes it for the first logits
-                kwargs["past_key_values"] = cache
+                kwargs[name] = cache
         return self.model.generate(*args, **kwargs)
 
     def _any_route(self) -> bool:
@@ -428,7 +441,7 @@ class SetaModel(nn.Module):
         h = out.last_hidden_state.float()  # (B, T, d)
         m = mask.to(h.device, h.dtype).unsqueeze(-1)  # (B, T, 1)
         z = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
-        return z, (out.past_key_values if keep_cache else None)
+        return z, (getattr(out, _cache_name()) if keep_cache else None)
 
     def route_batch(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, mode: str = "top1",
                     k: int = 2, null: bool = False, tasks=None, cache: FeatureCache | None = None) -> Tensor:
