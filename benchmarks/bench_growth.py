@@ -102,11 +102,16 @@ def gate_only(args):
     cfg = GateTrainConfig(steps=args.gate_steps, batch_size=args.gate_batch)
     state = {k: v.clone() for k, v in router.gate.state_dict().items()}
 
-    def run(cached):
+    f0 = time.perf_counter()
+    for t in router.tasks[:-1]:  # factor once per task (what the cache costs, once per gate training)
+        router.factor(t)
+    t_factor = (time.perf_counter() - f0) / args.tasks
+
+    def run(cached):  # steady state: the cached run finds the factors, the reference recomputes them
         router.gate.load_state_dict(state)
-        router._factors.clear(), router._precisions.clear()
         train_gate(router, args.tasks, z, cfg, old, cached_factors=cached)
 
+    train_gate(router, args.tasks, z, replace(cfg, steps=1), old)  # first AdamW: one-time imports (seconds)
     times = interleaved_timing({"cached": lambda: run(True), "uncached": lambda: run(False)}, torch.device("cpu"),
                                0, args.repeats)
     c, u = med(times["cached"]), med(times["uncached"])
@@ -114,9 +119,11 @@ def gate_only(args):
     print(f"gate training at d = {d}, {args.tasks} earlier tasks, {args.gate_steps} steps x {args.gate_batch} "
           f"features per class (median of {args.repeats}): cached factors {c:.3f} s | re-factorised every step "
           f"{u:.3f} s | uncached/cached {u / c:.2f}")
-    f0 = time.perf_counter()
-    torch.linalg.cholesky(router.stats[0].covariance(0.1) + 1e-6 * torch.eye(d, dtype=torch.float64))
-    print(f"one fp64 Cholesky of a {d} x {d} covariance: {time.perf_counter() - f0:.3f} s")
+    print(f"factoring one task's covariance (paid once per task with the cache, at every step without): "
+          f"{t_factor:.3f} s; per gate step: cached {c / args.gate_steps:.3f} s, re-factorised "
+          f"{u / args.gate_steps:.3f} s; a {GateTrainConfig().steps}-step gate training with {args.tasks} earlier "
+          f"tasks: cached ~{args.tasks * t_factor + GateTrainConfig().steps * c / args.gate_steps:.0f} s, "
+          f"re-factorised ~{GateTrainConfig().steps * u / args.gate_steps:.0f} s")
 
 
 def main():
@@ -140,10 +147,14 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke run)")
     p.add_argument("--out", default="", help="write the per-task figures as JSON here")
     p.add_argument("--png", default="", help="plot the curves into this PNG")
+    p.add_argument("--plot-from", default="", help="only redraw --png from a JSON written by --out")
     p.set_defaults(repeats=3, warmup=1)
     args = p.parse_args()
     if args.quick:
         args.repeats, args.gate_steps = 1, 5
+    if args.plot_from:
+        with open(args.plot_from) as f:
+            return plot(json.load(f)["rows"], args.png)
     device = setup(args)
     if args.gate_dim:
         return gate_only(args)
@@ -294,12 +305,14 @@ def plot(rows, path):
 
     t = [r["t"] for r in rows]
     fig = Figure(figsize=(13, 6.5))
+    # on a shared machine absolute times follow the load; each cost divided by the training step
+    # measured at the same t (minutes apart at most) shows the growth without it
     panels = [
-        ("training step (s)", [("step_s", "SETA step")]),
-        ("sensitivity probe (s)", [("probe_s", "probe, 1 micro-batch")]),
-        ("Fisher of S_t (s)", [("fisher_s", "working copy of S_t"), ("fisher_whole_stack_s", "whole stack (before)")]),
-        ("gate training (s)", [("gate_s", "factor cached"), ("gate_uncached_s", "re-factorised (before)")]),
-        ("evaluation of tasks 1..t (s)", [("eval_s", "grouped by expert"), ("eval_per_batch_s", "per batch")]),
+        ("training step (s, absolute: follows the load)", [("step_s", "SETA step")]),
+        ("probe / step", [("probe_s", "probe, 1 micro-batch")]),
+        ("Fisher of S_t / step", [("fisher_s", "working copy of S_t"), ("fisher_whole_stack_s", "whole stack (before)")]),
+        ("gate training / step", [("gate_s", "factor cached"), ("gate_uncached_s", "re-factorised (before)")]),
+        ("evaluation of tasks 1..t / step", [("eval_s", "grouped by expert"), ("eval_per_batch_s", "per batch")]),
         ("stored blocks (MiB)", [("stored_blocks_bytes", "block stacks"), ("anchor_bytes", "anchors + Fisher")]),
         ("grads + AdamW state (MiB)", [("optimizer_bytes", "S_t working copy")]),
         ("checkpoint (MiB)", [("checkpoint_bytes", "save_pretrained"), ("router_stats_bytes", "routing statistics")]),
@@ -307,7 +320,8 @@ def plot(rows, path):
     for i, (title, series) in enumerate(panels):
         ax = fig.add_subplot(2, 4, i + 1)
         for key, label in series:
-            pts = [(r["t"], r[key]) for r in rows if r.get(key) is not None]
+            norm = key.endswith("_s") and key != "step_s"
+            pts = [(r["t"], r[key] / (r["step_s"] if norm else 1.0)) for r in rows if r.get(key) is not None]
             scale = 2**20 if key.endswith("bytes") else 1.0
             ax.plot([a for a, _ in pts], [b / scale for _, b in pts], marker="." if len(pts) < len(t) else None, label=label)
         ax.set_title(title, fontsize=9)

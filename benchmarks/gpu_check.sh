@@ -20,9 +20,11 @@ SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV="--device cpu"; SHAPE="--layers 1 --seq 32 --batch 1"; REP="--repeats 1 --warmup 0"; GEN="--new-tokens 4"
+  SMOL_SHAPE="--seq 32 --batch 1"
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 else
   DEV="--device cuda"; SHAPE="--seq 1024 --batch 4"; REP="--repeats 5 --warmup 2"; GEN=""
+  SMOL_SHAPE="--seq 512 --batch 4"
 fi
 SMOLLM2=${SMOLLM2:-$HOME/.cache/seta/assets/models/SmolLM2-135M-Instruct}
 
@@ -46,7 +48,7 @@ step generate_mid_fp32 60 $PY benchmarks/bench_generate.py $DEV --breakdown $GEN
 step generate_mid_bf16 60 $PY benchmarks/bench_generate.py $DEV --breakdown --dtype bfloat16 $GEN $REP
 if [ -d "$SMOLLM2" ]; then
   step generate_smollm2 60 $PY benchmarks/bench_generate.py $DEV --breakdown --model "$SMOLLM2" --block-size 64 $GEN $REP
-  step plan_smollm2 40 $PY benchmarks/bench_memory_plan.py $DEV --model "$SMOLLM2" --no-4bit --seq 512 --batch 4 \
+  step plan_smollm2 40 $PY benchmarks/bench_memory_plan.py $DEV --model "$SMOLLM2" --no-4bit $SMOL_SHAPE \
     --out "$OUTDIR/memory_plan.jsonl"
 else
   echo "== SmolLM2: skipped, no model at $SMOLLM2 (set SMOLLM2=path)" | tee -a "$SUMMARY"
