@@ -16,6 +16,7 @@ Every SETA call here runs under no grad, i.e. the layer's in-place inference pat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -29,6 +30,7 @@ from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_m
 def main():
     p = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--4bit", dest="four_bit", action="store_true", help="NF4 base")
+    p.add_argument("--model", default="", help="a local HF checkpoint (e.g. SmolLM2) instead of the mid Llama")
     p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=64)
@@ -41,12 +43,21 @@ def main():
     args = p.parse_args()
     device = setup(args)
 
+    vocab = MID_VOCAB
+
     def base():
+        if args.model:
+            from seta.models import load_base_model
+            m = load_base_model(os.path.expanduser(args.model), load_in_4bit=args.four_bit, dtype=args.dtype,
+                                device_map=str(device) if args.four_bit else None)
+            return (m if args.four_bit else m.to(device)).eval()
         m = build_tiny_model("llama", vocab_size=MID_VOCAB, seed=args.seed, dtype=args.dtype, load_in_4bit=args.four_bit,
                              pad_token_id=0, bos_token_id=1, eos_token_id=2, **MID_LLAMA)
         return (m if args.four_bit else m.to(device)).eval()
 
     plain = base()
+    if args.model:
+        vocab = plain.config.vocab_size
     seta = attach_experts(base(), ExpertConfig(block_size=args.block_size))
     g = torch.Generator().manual_seed(args.seed)
     for t in range(args.tasks):
@@ -59,7 +70,7 @@ def main():
             head.weight.normal_(0, 1.0)
     seta.eval()
 
-    ids = torch.randint(3, MID_VOCAB, (args.batch, args.prompt_len), generator=g).to(seta.device)
+    ids = torch.randint(3, vocab, (args.batch, args.prompt_len), generator=g).to(seta.device)
     mask = torch.ones_like(ids)
     gen_kw = dict(attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                   do_sample=False, pad_token_id=0)
@@ -101,14 +112,26 @@ def main():
             seta.route_batch(ids, mask, mode="top1", cache=cache)
             seta.generate(ids, **gen_kw)
 
+    for t in seta.router.tasks:  # routing statistics, for the null-expert contender
+        seta.router.observe(t, torch.randn(64, seta.router.gate.feature_dim, generator=g))
+        seta.router.thresholds[t] = -1.0  # every prompt is far from every task: the null expert
+
+    def run_seta_null():  # route_batch with the null rule sending the batch to the base: prefill reused
+        with torch.inference_mode():
+            seta.route_batch(ids, mask, mode="top1", null=True)
+            out = seta.generate(ids, **gen_kw)
+        assert out.shape[1] == args.prompt_len + args.new_tokens
+
     fns = {"base": run_plain, "seta": run_seta, "cleared": run_cleared}
     if args.breakdown:
-        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached)
+        fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached, null=run_seta_null)
     cpu = {}
     times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
     print(f"machine: {machine()}")
-    print(f"base: mid Llama hidden 512 x {MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}; "
+    name = (os.path.basename(os.path.expanduser(args.model).rstrip("/")) if args.model else
+            f"mid Llama hidden 512 x {MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}")
+    print(f"base: {name}; "
           f"{'NF4 4-bit' if args.four_bit else args.dtype}; device {device}")
     print(f"prompts {args.batch} x {args.prompt_len} tokens, {args.new_tokens} new tokens (greedy); "
           f"{args.tasks} experts at ratio {args.ratio} (b={args.block_size}); top-1 routes {routed}; "
@@ -128,6 +151,13 @@ def main():
         tz = med(times["cached"])
         print(f"same prompts again with z cached (FeatureCache, as in the continual evaluation): {fmt_s(tz)}, "
               f"ratio {tz / tb:.3f}")
+        tn = med(times["null"])
+        print(f"route_batch(null=True) sending the batch to the null expert + generate (the routing pass's KV "
+              f"cache reused as the prefill): {fmt_s(tn)}, ratio {tn / tb:.3f}")
+        if device.type == "cpu":
+            cb = med(cpu["base"])
+            print("process CPU time ratios to the base: " + " | ".join(
+                f"{n} {med(cpu[n]) / cb:.3f}" for n in ("seta", "route", "routed", "prefill", "cached", "null")))
 
 
 if __name__ == "__main__":

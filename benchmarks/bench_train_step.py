@@ -30,9 +30,10 @@ from seta.models import (DEFAULT_TARGETS, ExpertConfig, architecture_config, att
                          enable_gradient_checkpointing, prepare_for_kbit_training)
 
 
-def quantize_linears_nf4(model: nn.Module, device) -> nn.Module:
+def quantize_linears_nf4(model: nn.Module, device, compute_dtype=torch.bfloat16) -> nn.Module:
     """Replace every nn.Linear except the LM head by a bitsandbytes NF4 Linear4bit (double quantisation,
-    bf16 compute), quantising the random weights in place: a QLoRA-style base without a checkpoint."""
+    `compute_dtype` compute, bf16 by default), quantising the random weights in place: a QLoRA-style
+    base without a checkpoint."""
     import bitsandbytes as bnb
 
     head = model.get_output_embeddings()
@@ -40,7 +41,7 @@ def quantize_linears_nf4(model: nn.Module, device) -> nn.Module:
     for name, m in list(modules.items()):
         if type(m) is not nn.Linear or m is head:
             continue
-        q = bnb.nn.Linear4bit(m.in_features, m.out_features, bias=m.bias is not None, compute_dtype=torch.bfloat16,
+        q = bnb.nn.Linear4bit(m.in_features, m.out_features, bias=m.bias is not None, compute_dtype=compute_dtype,
                               compress_statistics=True, quant_type="nf4", device="meta")
         q.weight = bnb.nn.Params4bit(m.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4")
         if m.bias is not None:

@@ -7,7 +7,11 @@ decoded, cut at the first stop (eos) token. Decoding is greedy
 
 A routed model (SETA) fixes its route per batch at prefill: ``before_batch``
 is called with the batch's positions in the caller's ``prompts`` list and the
-padded inputs, before ``model.generate``; ``after_batch`` after it.
+padded inputs, before ``model.generate``; ``after_batch`` after it. With
+``group_by`` (e.g. each prompt's routed expert) the prompts of a group are
+batched contiguously, so a routed batch runs one expert's blocks (two at a
+group boundary) instead of the union of several; the number of batches is
+unchanged (partitioning by group instead would add part-filled batches).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     progress: bool = True,
     desc: str = "generate",
+    group_by: Callable[[list[list[int]]], Sequence | None] | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, one string per prompt, in input order.
 
@@ -79,6 +84,10 @@ def generate(
         with ``inputs = {"input_ids": (B, T), "attention_mask": (B, T)}``.
     after_batch(indices): called after each batch.
     eos_token_id: stop token(s); default the tokenizer's eos.
+    group_by(ids): given every prompt's (capped) token ids, a hashable key per prompt (or None for no
+        grouping); prompts are ordered by key (keys in order of their first prompt after the length
+        sort, lengths sorted within a key) and then cut into batches, so a batch spans at most two
+        keys when a key's prompts fill whole batches. Output order is unchanged.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -104,6 +113,14 @@ def generate(
     order = list(range(len(ids)))
     if sort_by_length:
         order.sort(key=lambda i: -len(ids[i]))  # stable: ties keep input order
+    keys = group_by(ids) if group_by is not None else None
+    if keys is not None:
+        if len(keys) != len(ids):
+            raise ValueError(f"group_by returned {len(keys)} keys for {len(ids)} prompts")
+        groups: dict = {}
+        for i in order:
+            groups.setdefault(keys[i], []).append(i)
+        order = [i for g in groups.values() for i in g]  # each key's prompts contiguous
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     device = next(model.parameters()).device

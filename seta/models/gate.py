@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seta.core.routing import (FeatureStats, in_task_threshold, is_out_of_distribution, mahalanobis,
-                               precision_matrix, sample_pseudo_features)
+from seta.core.routing import (FeatureStats, covariance_factor, in_task_threshold, is_out_of_distribution,
+                               mahalanobis, precision_from_factor, sample_pseudo_features)
 
 __all__ = ["ExpandableGate", "FeatureCache", "Router", "ROUTING_MODES"]
 
@@ -129,6 +129,7 @@ class Router(nn.Module):
         self.tasks: list[int] = []
         self.stats: dict[int, FeatureStats] = {}
         self.thresholds: dict[int, float] = {}
+        self._factors: dict[int, Tensor] = {}  # Cholesky factor of Σ_α per task: cache, not saved
         self._precisions: dict[int, Tensor] = {}  # cache, not saved
 
     def add_task(self, task: int) -> int:
@@ -151,11 +152,19 @@ class Router(nn.Module):
         if task not in self.stats:
             self.stats[task] = FeatureStats(self.gate.feature_dim, diagonal=self.diagonal)
         self.stats[task].update(z)
+        self._factors.pop(task, None)
         self._precisions.pop(task, None)
+
+    def factor(self, task: int) -> Tensor:
+        """L with L Lᵀ = Σ_α + ε I of task's statistics, factored once (until `observe` changes them):
+        the gate's pseudo-feature draws and the Mahalanobis precision both use it."""
+        if task not in self._factors:
+            self._factors[task] = covariance_factor(self.stats[task], self.shrinkage)
+        return self._factors[task]
 
     def _precision(self, task: int) -> Tensor:
         if task not in self._precisions:
-            self._precisions[task] = precision_matrix(self.stats[task].covariance(self.shrinkage))
+            self._precisions[task] = precision_from_factor(self.factor(task))
         return self._precisions[task]
 
     def distances(self, z: Tensor, tasks=None) -> Tensor:
@@ -182,12 +191,18 @@ class Router(nn.Module):
         tau = torch.tensor([self.thresholds[t] for t in self.tasks], dtype=torch.float64)
         return is_out_of_distribution(self.distances(z), tau)
 
-    def pseudo_features(self, n_per_task: int, generator: torch.Generator | None = None, tasks=None):
-        """Pseudo-features of earlier tasks from their statistics: (z (M, d) float32, columns (M,) long)."""
+    def pseudo_features(self, n_per_task: int, generator: torch.Generator | None = None, tasks=None,
+                        cached: bool = True):
+        """Pseudo-features of earlier tasks from their statistics: (z (M, d) float32, columns (M,) long).
+
+        cached=True draws with each task's factor from `factor` (one Cholesky per task, not one per
+        call); cached=False re-factorises every call (the reference: the same draws)."""
         tasks = self.tasks if tasks is None else list(tasks)
         zs, cols = [], []
         for t in tasks:
-            zs.append(sample_pseudo_features(self.stats[t], n_per_task, generator, shrinkage=self.shrinkage))
+            factor = self.factor(t) if cached else None
+            zs.append(sample_pseudo_features(self.stats[t], n_per_task, generator, shrinkage=self.shrinkage,
+                                             factor=factor))
             cols.append(torch.full((n_per_task,), self.column(t), dtype=torch.long))
         if not zs:
             return torch.zeros(0, self.gate.feature_dim), torch.zeros(0, dtype=torch.long)

@@ -18,6 +18,7 @@ persistent setters): recomputation in backward reads the route current at that m
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,17 @@ __all__ = ["ExpertConfig", "SetaModel", "attach_experts", "BlockAnchors", "DEFAU
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama/Qwen3/Mistral
 CONFIG_NAME, WEIGHTS_NAME = "seta_config.json", "seta_model.safetensors"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_name() -> str:
+    """The KV cache's name in model outputs and `generate` kwargs: 'cache' (transformers >= 5.24),
+    formerly 'past_key_values'."""
+    import dataclasses
+
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    return "cache" if "cache" in {f.name for f in dataclasses.fields(BaseModelOutputWithPast)} else "past_key_values"
 
 
 @dataclass(frozen=True)
@@ -166,8 +178,27 @@ class SetaModel(nn.Module):
         return self.model(*args, **kwargs)
 
     def generate(self, *args, **kwargs):
-        """`model.generate` with the current route, fixed for prefill and every decoding step."""
+        """`model.generate` with the current route, fixed for prefill and every decoding step.
+
+        When `route_batch` just routed this very batch (same input_ids and attention_mask) to the null
+        expert for every row, the routed prefill *is* the routing-feature pass (the frozen base, no
+        expert), so generation continues from that pass's KV cache (cropped by the last prompt token,
+        which is recomputed to give the first logits) instead of running the prefill again.
+        """
+        prefill, self._null_prefill = getattr(self, "_null_prefill", None), None
+        name = _cache_name()
+        if prefill is not None and not {name, "past_key_values"} & set(kwargs) and not self._any_route():
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            mask = kwargs.get("attention_mask")
+            p_ids, p_mask, cache = prefill
+            if (ids is not None and ids.shape == p_ids.shape and ids.shape[1] > 1 and torch.equal(ids, p_ids)
+                    and (mask is None) == (p_mask is None) and (mask is None or torch.equal(mask, p_mask))):
+                cache.crop(-1)  # drop the last prompt token: generate recomputes it for the first logits
+                kwargs[name] = cache
         return self.model.generate(*args, **kwargs)
+
+    def _any_route(self) -> bool:
+        return any(layer.get_route() is not None for layer in self.layers.values())
 
     @property
     def device(self) -> torch.device:
@@ -391,28 +422,47 @@ class SetaModel(nn.Module):
 
         Experts are off, so z depends only on the prompt: cache it per example. prompt_mask (B, T)
         marks prompt tokens (e.g. labels == -100 & attention); default: every attended token.
+        Positions count attended tokens (as `generate` numbers a left-padded prompt); with rotary
+        embeddings only position differences matter, so z does not depend on the padding.
         """
+        return self._routing_pass(input_ids, attention_mask, prompt_mask)[0]
+
+    @torch.no_grad()
+    def _routing_pass(self, input_ids, attention_mask=None, prompt_mask=None, keep_cache: bool = False):
+        """(z (B, d), the base's KV cache of the prompt or None)."""
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         if prompt_mask is not None:
             mask = mask * prompt_mask.to(mask.dtype)
+        kw = {}
+        if attention_mask is not None:  # the positions `generate` gives a left-padded prompt
+            kw["position_ids"] = (attention_mask.long().cumsum(-1) - 1).masked_fill_(attention_mask == 0, 1)
         with self.no_experts():
-            out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=keep_cache, **kw)
         h = out.last_hidden_state.float()  # (B, T, d)
         m = mask.to(h.device, h.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
+        z = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
+        return z, (getattr(out, _cache_name()) if keep_cache else None)
 
     def route_batch(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, mode: str = "top1",
                     k: int = 2, null: bool = False, tasks=None, cache: FeatureCache | None = None) -> Tensor:
         """Fix the route for this batch (call before `generate`): gate routing from the routing
         features, or the oracle when `tasks` (B,) is given. Returns the expert probabilities (B, t).
-        cache: reuse the routing features of prompts seen before (e.g. the same test set after every task)."""
+        cache: reuse the routing features of prompts seen before (e.g. the same test set after every task).
+        Without one, when `null` sends every row to the null expert, the next `generate` of this batch
+        continues from the routing pass's KV cache (the routed prefill would repeat it exactly)."""
+        self._null_prefill = None
+        kv = None
         if tasks is not None:
             probs = self.router.oracle(tasks)
         else:
-            z = (self.routing_features(input_ids, attention_mask) if cache is None
-                 else cache.features(input_ids, attention_mask, self.routing_features))
+            if cache is None:  # keep the pass's KV cache only where a null route can reuse it
+                z, kv = self._routing_pass(input_ids, attention_mask, keep_cache=null)
+            else:
+                z = cache.features(input_ids, attention_mask, self.routing_features)
             probs = self.router.probs(z, mode, k, null)
         self.set_routing(probs)
+        if kv is not None and not self._any_route():  # every row on the null expert: see `generate`
+            self._null_prefill = (input_ids, attention_mask, kv)
         return probs
 
     # ---- deployment -----------------------------------------------------------------------------------

@@ -46,11 +46,15 @@ class GateTrainConfig:
             raise ValueError("GateTrainConfig: kl_weight and l2_weight must be >= 0")
 
 
-def train_gate(router, t: int, features_t: torch.Tensor, cfg: GateTrainConfig, old_gate: nn.Module | None = None) -> list[float]:
+def train_gate(router, t: int, features_t: torch.Tensor, cfg: GateTrainConfig, old_gate: nn.Module | None = None,
+               *, cached_factors: bool = True) -> list[float]:
     """Fit ``router.gate`` (already expanded with task t's output) as in L_gate above; returns the losses.
 
     router: seta.models.Router holding the FeatureStats of earlier tasks; features_t: (N_t, d) real
     features of task t; old_gate: the gate's snapshot before expansion (None when t is the first task).
+    cached_factors: draw Ẑ_j with each earlier task's Cholesky factor of Σ_j computed once
+    (`Router.factor`); False re-factorises every Σ_j at every step (the slow reference: the same draws,
+    losses and gate, at O(t d³) per step).
     """
     gate = router.gate
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + t)
@@ -63,7 +67,7 @@ def train_gate(router, t: int, features_t: torch.Tensor, cfg: GateTrainConfig, o
     gate.train()
     for _ in range(cfg.steps):
         idx = torch.randint(0, z_t.shape[0], (min(cfg.batch_size, z_t.shape[0]),), generator=gen)
-        zp, yp = router.pseudo_features(cfg.batch_size, gen, tasks=earlier)  # (M, d), (M,)
+        zp, yp = router.pseudo_features(cfg.batch_size, gen, tasks=earlier, cached=cached_factors)  # (M, d), (M,)
         z = torch.cat([z_t[idx], zp]).to(dev)
         y = torch.cat([torch.full((idx.numel(),), col_t, dtype=torch.long), yp]).to(dev)
         loss = nn.functional.cross_entropy(gate(z), y)

@@ -260,6 +260,7 @@ class ContinualTrainer:
             max_new_tokens=self.max_new_tokens(j), batch_size=cfg.eval_batch_size,
             before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
             progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
+            group_by=lambda ids: s.routing_groups(ids, j),  # SETA: batches of one routed expert
         )
         return float(score(task.metric, preds, [e.answer for e in exs], sources=prompts))
 

@@ -160,3 +160,20 @@ def test_generate_on_cuda_moves_inputs(model, tok):
     m = copy.deepcopy(model).cuda()
     out = generate(m, tok, PROMPTS, max_new_tokens=4, batch_size=4, progress=False)
     assert len(out) == len(PROMPTS) and all(isinstance(s, str) for s in out)
+
+
+def test_group_by_keeps_groups_apart_and_the_output_order(model, tok):
+    """With group_by, each key's prompts are batched contiguously (a batch spans two keys only at a
+    boundary), the number of batches is unchanged, and the generations equal those without grouping
+    (one prompt per batch: the padding-free reference), in input order."""
+    keys = ["x", "y", "x", "y", "y", "x"]
+    batches = []
+    out = generate(model, tok, PROMPTS, max_new_tokens=5, batch_size=2, progress=False,
+                   group_by=lambda ids: keys, before_batch=lambda idx, inputs: batches.append(idx))
+    single = generate(model, tok, PROMPTS, max_new_tokens=5, batch_size=1, progress=False)
+    assert out == single
+    flat = [keys[i] for b in batches for i in b]
+    assert flat == sorted(flat, key=flat.index) and len(batches) == 3  # x x x y y y, in 3 batches of 2
+    assert sorted(i for b in batches for i in b) == list(range(len(PROMPTS)))
+    with pytest.raises(ValueError, match="keys"):
+        generate(model, tok, PROMPTS, max_new_tokens=2, progress=False, group_by=lambda ids: ["x"])

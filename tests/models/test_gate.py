@@ -145,3 +145,39 @@ def test_train_gate_keeps_earlier_tasks_routing_with_pseudo_features():
     assert (router.probs(zs).argmax(1) == cols).float().mean() > 0.95
     router, feats = fit(GateTrainConfig(steps=150, seed=0, pseudo=False, kl_weight=0.0, l2_weight=0.0))
     assert (router.probs(feats[0]).argmax(1) == router.column(0)).float().mean() < 0.5  # forgotten
+
+
+def test_cached_covariance_factor_gives_the_same_draws_gate_and_distances_as_refactorising():
+    """The gate's pseudo-features with each task's Cholesky factor cached equal the reference that
+    re-factorises Σ_j at every step: same draws, same losses, same trained gate (bit for bit)."""
+    from seta.train.gate_training import GateTrainConfig, train_gate
+
+    def fit(cached):
+        torch.manual_seed(0)
+        router = Router(8, hidden=4, shrinkage=0.1)
+        g = torch.Generator().manual_seed(0)
+        old, losses = None, []
+        for t in range(3):
+            router.add_task(t)
+            z = torch.randn(40, 8, generator=g)
+            z[:, t] += 3.0
+            router.observe(t, z)
+            losses += train_gate(router, t, z, GateTrainConfig(steps=12, seed=1), old, cached_factors=cached)
+            old = router.gate.snapshot()
+        return router, losses
+
+    fast, lf = fit(True)
+    slow, ls = fit(False)
+    assert lf == ls
+    for a, b in zip(fast.gate.parameters(), slow.gate.parameters()):
+        assert torch.equal(a, b)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(fast.pseudo_features(7, g1)[0], slow.pseudo_features(7, g2, cached=False)[0])
+    # the Mahalanobis precision comes from the same cached factor: equal to the direct inverse
+    from seta.core.routing import precision_matrix
+    for t in fast.tasks:
+        torch.testing.assert_close(fast._precision(t), precision_matrix(fast.stats[t].covariance(0.1)))
+    # observing more features invalidates the cached factor
+    before = fast.factor(0).clone()
+    fast.observe(0, torch.randn(10, 8) * 5)
+    assert not torch.equal(fast.factor(0), before)

@@ -114,6 +114,11 @@ class Strategy:
     def clear_route(self) -> None:
         """Undo ``route`` after the batch."""
 
+    def routing_groups(self, prompt_ids: list[list[int]], task_id: int) -> list | None:
+        """A key per evaluation prompt (token ids, as `route` will see them) such that prompts with the
+        same key route alike, so that evaluation batches them together; None: no grouping."""
+        return None
+
     # ------------------------------------------------------------ bookkeeping
     def config_dict(self) -> dict:
         """The method's settings as JSON-ready data (part of the run identity a resume checks)."""

@@ -30,12 +30,14 @@ class Seta(SparseBlocks):
     def __init__(self, model, tokenizer, config=None):
         super().__init__(model, tokenizer, config)
         self.feature_cache = FeatureCache()  # z of test prompts, reused by every later evaluation
+        self._plan: dict[bytes, torch.Tensor] | None = None  # routes of one evaluation (`routing_groups`)
 
     @property
     def beta(self) -> float:
         return self.config.beta
 
     def before_task(self, t, task, probe_batches) -> None:
+        self._plan = None
         super().before_task(t, task, probe_batches)
         s_t = self.seta.registry.expert(t)
         ids, _, anchor, fisher = self.seta.anchor_terms(s_t)
@@ -54,6 +56,7 @@ class Seta(SparseBlocks):
         return elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, strength)
 
     def after_task(self, t, task, probe_batches) -> None:
+        self._plan = None  # the gate changes below
         cfg = self.config
         s_t = self.seta.registry.expert(t)
         fisher = estimate_block_fisher(self.seta, s_t, (_tensors(b) for b in islice(probe_batches(), cfg.fisher_batches)))
@@ -69,6 +72,33 @@ class Seta(SparseBlocks):
         self.old_gate = self.seta.router.gate.snapshot()
         self.seta.set_task(t)
 
+    @staticmethod
+    def _key(ids: torch.Tensor) -> bytes:
+        return ids.cpu().to(torch.long).numpy().tobytes()  # the attended ids, as FeatureCache keys them
+
+    def routing_groups(self, prompt_ids: list[list[int]], task_id: int) -> list | None:
+        """Route every evaluation prompt up front (z through the feature cache, in batches of
+        eval_batch_size) and key each by the experts it routes to ((j,) for top-1, () for the null
+        expert), so that evaluation batches never mix experts. The routes are kept for `route`, which
+        then sets them without a second gate pass. None (no grouping) for oracle routing."""
+        cfg, router = self.config, self.seta.router
+        if not router.tasks or cfg.routing == "oracle":
+            return None
+        from seta.eval.generate import left_pad
+
+        dev, size = self.seta.device, getattr(getattr(self, "loop_cfg", None), "eval_batch_size", 32)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._plan, keys = {}, []
+        for s in range(0, len(prompt_ids), size):
+            chunk = left_pad(prompt_ids[s : s + size], pad)
+            ids, mask = chunk["input_ids"].to(dev), chunk["attention_mask"].to(dev)
+            z = self.feature_cache.features(ids, mask, self.seta.routing_features)
+            probs = router.probs(z, cfg.routing, cfg.soft_k, cfg.null_expert)  # (B, t)
+            for x, p in zip(prompt_ids[s : s + size], probs):
+                self._plan[self._key(torch.as_tensor(x))] = p
+                keys.append(tuple(torch.nonzero(p).reshape(-1).tolist()))
+        return keys
+
     def route(self, inputs, task_id) -> None:
         cfg, router = self.config, self.seta.router
         dev = self.seta.device
@@ -83,8 +113,14 @@ class Seta(SparseBlocks):
                 self.seta.clear_route()
                 probs = torch.zeros(ids.shape[0], len(router.tasks))
         else:
-            probs = self.seta.route_batch(ids, mask, mode=cfg.routing, k=cfg.soft_k, null=cfg.null_expert,
-                                          cache=self.feature_cache)
+            keep = mask.bool()
+            keys = [self._key(ids[i][keep[i]]) for i in range(ids.shape[0])]
+            if self._plan is not None and all(k in self._plan for k in keys):  # routed by routing_groups
+                probs = torch.stack([self._plan[k] for k in keys])
+                self.seta.set_routing(probs)
+            else:
+                probs = self.seta.route_batch(ids, mask, mode=cfg.routing, k=cfg.soft_k, null=cfg.null_expert,
+                                              cache=self.feature_cache)
         if task_id in router.tasks:  # routing accuracy is measured on tasks the gate knows
             top = probs.argmax(1)
             pred = [router.tasks[int(c)] if float(probs[i].sum()) > 0 else -1 for i, c in enumerate(top)]
@@ -101,6 +137,7 @@ class Seta(SparseBlocks):
         super().load_state_dict(state)
         from seta.models import Router
 
+        self._plan = None
         cfg, tensors = state["router"]
         self.seta.router = Router.from_saved(cfg, tensors).to(self.seta.device)
         if state["old_gate"] is not None:
