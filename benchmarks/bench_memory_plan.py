@@ -10,7 +10,7 @@ decoder layers), quantised to NF4 in place and prepared as the trainer prepares 
 (`prepare_for_kbit_training`: norms, embeddings and head up-cast to fp32; gradient checkpointing), or
 a real checkpoint (`--model`, through `seta.models.load_base_model`). SETA experts at `--ratio`
 (k = ceil(ρ N) random blocks, b = `--block-size`), trained through the working copy with AdamW, as in
-the trainer. The plan is `reproduce/memory_plan.plan_components` for the same config, depth, batch and
+the trainer. The plan is `seta.experiment.memory_plan.plan_components` for the same config, depth, batch and
 sequence, one task (`--tasks 1`: no earlier experts stored).
 
 Measured per component:
@@ -41,10 +41,10 @@ if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # before torch allocates anythin
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reproduce"))
 from _common import common_args, machine, optimizer_state_bytes, setup, synthetic_batch
 from bench_train_step import quantize_linears_nf4
-from memory_plan import plan_components
+
+from seta.experiment.memory_plan import plan_components
 
 from seta.models import (DEFAULT_TARGETS, ExpertConfig, architecture_config, attach_experts, load_base_model,
                          prepare_for_kbit_training)

@@ -86,13 +86,22 @@ def memory_plan(preset) -> str:
     from seta.models import architecture_config
 
     sp, tr = preset.sparse, preset.train
-    n_tasks = len(tr.epochs) if len(tr.epochs) > 1 else 8
+    if "tasks" in preset.stream:
+        n_tasks = len(preset.stream["tasks"])
+    elif preset.assets:  # the default BIG-bench stream
+        from seta.data.bigbench import DEFAULT_STREAM
+
+        n_tasks = len(DEFAULT_STREAM)
+    else:
+        n_tasks = len(tr.epochs) if len(tr.epochs) > 1 else 8
+    fp32 = preset.dtype == "float32" and not preset.load_in_4bit and not tr.bf16  # weights and activations
     c = plan_components(architecture_config(preset.arch), block_size=sp.block_size, ratio=sp.ratio,
                         target_modules=sp.target_modules, load_in_4bit=preset.load_in_4bit, batch=tr.batch_size,
-                        seq=tr.max_prompt_len + tr.max_answer_len, n_tasks=n_tasks)
+                        seq=tr.max_prompt_len + tr.max_answer_len, n_tasks=n_tasks, compute_bytes=4 if fp32 else 2)
     T, B = tr.max_prompt_len + tr.max_answer_len, tr.batch_size
     rows = [
-        ("base weights" + (" (NF4, double quant)" if preset.load_in_4bit else " (bf16)"), c["weights"]),
+        ("base weights" + (" (NF4, double quant)" if preset.load_in_4bit else " (fp32)" if fp32 else " (bf16)"),
+         c["weights"]),
         (f"expert blocks, current task's working copy (k={c['k']} of {c['n_blocks']} blocks, b={sp.block_size}, fp32)",
          c["blocks_now"]),
         (f"expert blocks, all {n_tasks} tasks, worst case (no sharing)", c["blocks_all"]),
