@@ -10,5 +10,6 @@ ALL_METHODS = ["seta", "seta-oracle", "seta-raw", "seqft-sparse", "seq-lora", "o
 ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-soft"]
 PRESET_NAMES = ["llama2-7b", "qwen3-4b", "smollm2", "tiny"]
 QUICK_PRESETS = ["smollm2", "tiny"]  # presets with a --quick variant
+ASSET_PRESETS = ["smollm2"]  # model, stream and BBH default to the fetched assets
 PAPER_PRESETS = ["llama2-7b", "qwen3-4b"]  # need --model PATH and --data-dir PATH
 MAX_SEED = 2**32 - 1  # NumPy's seeds lie in [0, 2**32)

@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 
 from seta.experiment import results
-from seta.experiment.choices import ABLATIONS, ALL_METHODS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
+from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES,
+                                     QUICK_PRESETS)
 from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
                                       install_sigterm_handler, interrupted_message, user_message)
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
@@ -171,7 +172,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         raise click.UsageError(f"--preset {preset} needs --model PATH (a local HF model directory) and --data-dir PATH")
     if preset in PAPER_PRESETS and data_dir is None:
         raise click.UsageError(f"--preset {preset} needs --data-dir pointing at a TRACE-format directory")
-    if task_names is not None and data_dir is None:
+    if task_names is not None and data_dir is None and preset not in ASSET_PRESETS:
         raise click.UsageError("--tasks needs --data-dir (a stream directory to choose tasks from)")
     if general_data is None and general_limit is not None:
         raise click.UsageError("--general-limit needs --general-data")

@@ -33,6 +33,9 @@ def test_the_preset_fits_smollm2_and_keeps_bbh_out_of_the_stream():
         dims = (cfg.hidden_size, cfg.intermediate_size, cfg.num_key_value_heads * cfg.head_dim)
         assert all(d % b == 0 for d in dims), (preset.name, dims, b)  # no ragged blocks on any projection
         assert preset.assets and preset.dtype == "float32" and not preset.train.bf16
+    from seta.experiment.choices import ASSET_PRESETS, QUICK_PRESETS
+
+    assert ASSET_PRESETS == [n for n, p in PRESETS.items() if p.assets] and sorted(QUICKS) == sorted(QUICK_PRESETS)
     quick = QUICKS["smollm2"].stream["tasks"]
     assert set(quick) <= set(DEFAULT_STREAM) and not set(DEFAULT_STREAM) & set(BBH_TASKS)
     assert set(DEFAULT_BBH) <= set(BBH_TASKS)
