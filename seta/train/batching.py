@@ -13,7 +13,8 @@ def prompt_cap(cfg, max_positions: int | None) -> int:
     room = max_positions - cfg.max_new_tokens
     if room < 1:
         raise ValueError(f"TrainConfig.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
-                         f"model's {max_positions} positions: lower max_new_tokens")
+                         f"model's {max_positions} positions: lower max_new_tokens (e.g. --set train.max_new_tokens="
+                         f"{max(1, max_positions // 4)})")
     return min(cfg.max_prompt_len, room)
 
 
