@@ -127,7 +127,7 @@ def dry_run(preset) -> None:
               help="Directory of local MMLU/BBH/PIQA files (layout: seta/eval/harness.py): scored through "
                    "lm-evaluation-harness for the base and after each method's stream.")
 @click.option("--general-tasks", default=GENERAL_DEFAULT, show_default=True,
-              help="Comma-separated benchmarks of --general-data to run.")
+              help="Comma-separated benchmarks of --general-data to run ('' skips general ability).")
 @click.option("--general-limit", type=click.IntRange(min=1), default=None,
               help="Cap on the items scored per benchmark (spread over its subjects/subtasks).")
 @click.option("--resume", is_flag=True, help="Continue each method from its last finished task (the checkpoint must "
@@ -203,7 +203,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
 
             click.echo(settings_help(type(cfg.train), type(cfg.sparse), (cfg.train, cfg.sparse)))
             return
-        general = _load_general(general_data, general_tasks, general_limit)
+        general = _load_general(general_data, general_tasks, general_limit) if general_tasks.strip() else None
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
             force_resume=resume_force, tensorboard=tensorboard)
     except RunInterrupted as err:
