@@ -188,6 +188,8 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if four_bit:
             cfg = replace(cfg, load_in_4bit=True)
         if cfg.assets:  # the fetched model, stream and BBH folder, unless given
+            if data_dir is not None:  # the preset's task list names the fetched stream's tasks, not this one's
+                cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "tasks"})
             given = general_data is not None
             model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
             if not given:
