@@ -72,8 +72,8 @@ SMOLLM2_TASKS = ("vitaminc_fact_verification", "language_identification", "qa_wi
 _SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
                             gate=GateTrainConfig(steps=200))
 SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, dtype="float32", assets=True,
-                 stream=dict(tasks=SMOLLM2_TASKS, max_train=32, max_eval=8, max_test=16), general_limit=60,
-                 general_max_gen_toks=8)
+                 stream=dict(tasks=SMOLLM2_TASKS, max_train=32, max_eval=8, max_test=16), general_limit=30,
+                 general_max_gen_toks=8)  # BBH: 5 items of each of the 6 subtasks, 3-shot (~600-token prompts)
 # --preset smollm2 --quick: every method end to end on three short-prompt tasks, a handful of examples
 SMOLLM2_QUICK = replace(SMOLLM2, name="smollm2-quick", train=replace(_SMOL_TRAIN, max_new_tokens=16),
                         sparse=replace(_SMOL_SPARSE, probe_batches=1, fisher_batches=1, gate=GateTrainConfig(steps=40)),

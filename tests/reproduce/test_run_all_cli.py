@@ -90,3 +90,44 @@ def test_bad_general_data_fails_before_training(cli, tmp_path, tasks, message):
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()  # nothing was trained
+
+
+def _capture_run(monkeypatch):
+    """Replace the training entry point of `seta run` by a recorder of its arguments."""
+    from seta.experiment import command
+
+    calls = []
+    monkeypatch.setattr(command, "run", lambda cfg, names, *a, **k: calls.append((cfg, names, a, k)))
+    return calls
+
+
+def test_empty_general_tasks_skip_general_ability(cli, tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from harness_data import write_general_ability_fixture
+
+    write_general_ability_fixture(tmp_path / "general")
+    (tmp_path / "general" / "piqa" / "validation.jsonl").write_text('{"goal": "g"}\n')  # would fail if read
+    calls = _capture_run(monkeypatch)
+    result = CliRunner().invoke(cli, ["--quick", "--general-data", str(tmp_path / "general"), "--general-tasks", "",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and calls[0][2][6] is None  # general=None: nothing read, nothing scored
+
+
+def test_a_given_data_dir_replaces_the_asset_presets_task_list(cli, tmp_path, monkeypatch):
+    (tmp_path / "a" / "models" / "SmolLM2-135M-Instruct").mkdir(parents=True)
+    (tmp_path / "a" / "streams" / "bigbench").mkdir(parents=True)
+    monkeypatch.setenv("SETA_ASSETS_DIR", str(tmp_path / "a"))
+    calls = _capture_run(monkeypatch)
+    result = CliRunner().invoke(cli, ["--preset", "smollm2", "--methods", "seta", "--general-tasks", "",
+                                      "--data-dir", str(tmp_path / "a" / "streams" / "bigbench"),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "tasks" not in calls[0][0].stream and calls[0][0].stream["max_train"] == 32
+    calls.clear()
+    result = CliRunner().invoke(cli, ["--preset", "smollm2", "--methods", "seta", "--general-tasks", "",
+                                      "--out", str(tmp_path / "o")])  # the fetched stream: the preset's six tasks
+    assert result.exit_code == 0, result.output
+    from seta.experiment.presets import SMOLLM2_TASKS
+
+    assert calls[0][0].stream["tasks"] == SMOLLM2_TASKS

@@ -36,8 +36,9 @@ def test_the_preset_fits_smollm2_and_keeps_bbh_out_of_the_stream():
     from seta.experiment.choices import ASSET_PRESETS, QUICK_PRESETS
 
     assert ASSET_PRESETS == [n for n, p in PRESETS.items() if p.assets] and sorted(QUICKS) == sorted(QUICK_PRESETS)
-    quick = QUICKS["smollm2"].stream["tasks"]
+    quick, full = QUICKS["smollm2"].stream["tasks"], PRESETS["smollm2"].stream["tasks"]
     assert set(quick) <= set(DEFAULT_STREAM) and not set(DEFAULT_STREAM) & set(BBH_TASKS)
+    assert len(full) >= 6 and len(set(full)) == len(full) and set(full) <= set(DEFAULT_STREAM)
     assert set(DEFAULT_BBH) <= set(BBH_TASKS)
 
 
