@@ -169,3 +169,14 @@ def test_route_callbacks_route_a_forward_as_generate_does(adapter, tiny_tasks):
         base = adapter.seta(**batch).logits  # cleared: the base
     torch.testing.assert_close(got, want)
     assert g.task is None or (got - base).abs().max() > 0
+
+
+def test_the_package_exports_the_adapter_classes():
+    """`from seta.inference import SetaAdapter` (as the package docstring shows) is the adapter module's class."""
+    import seta.inference as inference
+    from seta.inference import Generation, SetaAdapter
+    from seta.inference import adapter
+
+    assert SetaAdapter is adapter.SetaAdapter and Generation is adapter.Generation
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        inference.Nope
