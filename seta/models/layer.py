@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from seta.core.blocks import BlockGrid, _delta_add_, autocast_dtype, block_delta, blocks_to_dense
 
-__all__ = ["SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear", "supported_linear", "keep_4bit_differentiable"]
+__all__ = ["SparseBlockLinear"]
 
 
 class SparseBlockLinear(nn.Module):
@@ -326,63 +326,16 @@ class SparseBlockLinear(nn.Module):
         return f"out={g.out_features}, in={g.in_features}, block_size={g.block_size}, blocks={self.n_blocks}"
 
 
-class SparseBlockLinear4bit(SparseBlockLinear):
-    """Sparse block experts over a bitsandbytes `Linear4bit` (NF4) base: the packed base weight is
-    never dequantised or touched; in/out features come from the layer's attributes."""
-
-    def merged_base(self, positions: Tensor) -> nn.Module:
-        raise ValueError("merge_expert needs a dense base; reload the base in bf16/fp32 to merge, "
-                         "or keep the adapter and route with set_expert")
+_MOVED = {"SparseBlockLinear4bit": "seta.models.bnb", "keep_4bit_differentiable": "seta.models.loading",
+          "wrap_linear": "seta.models.dispatch", "supported_linear": "seta.models.dispatch",
+          "DISPATCHERS": "seta.models.dispatch"}
 
 
-def keep_4bit_differentiable(model: nn.Module) -> int:
-    """bitsandbytes >= 0.49 on a CPU with AVX512-BF16 repacks a Linear4bit's weight, at its first
-    eval-mode forward without grad, for a gemv kernel that has no autograd (input gradients come back
-    None, silently) and rounds the quantisation scales to bf16. Turn that off for every Linear4bit of
-    `model` and undo a repacking that already happened, so 4-bit layers stay differentiable and give
-    the same outputs in train and eval mode. Returns the number of layers changed. No-op on GPU."""
-    try:
-        import bitsandbytes as bnb
-        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-    except ImportError:
-        return 0
-    changed = 0
-    for m in model.modules():
-        if isinstance(m, bnb.nn.Linear4bit):
-            if getattr(m, "support_avx512bf16_for_cpu", False):
-                m.support_avx512bf16_for_cpu = False
-                changed += 1
-            state = getattr(m.weight, "quant_state", None)
-            if state is not None and getattr(state, "packing_format_for_cpu", False):
-                m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(m.weight.data, state)
-    return changed
+def __getattr__(name: str):
+    """Names that lived here before the 4-bit layer, the dispatch and the bitsandbytes work-around
+    got their own modules: still importable from `seta.models.layer`."""
+    if name in _MOVED:
+        import importlib
 
-
-def _dispatch_bnb_4bit(base: nn.Module, **kw):
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return None
-    return SparseBlockLinear4bit(base, **kw) if isinstance(base, bnb.nn.Linear4bit) else None
-
-
-def _dispatch_default(base: nn.Module, **kw):
-    return SparseBlockLinear(base, **kw) if isinstance(base, nn.Linear) else None
-
-
-# Ordered dispatch: the first match wins, the plain default is last (Linear4bit subclasses nn.Linear).
-DISPATCHERS = [_dispatch_bnb_4bit, _dispatch_default]
-
-
-def supported_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and not isinstance(module, SparseBlockLinear)
-
-
-def wrap_linear(base: nn.Module, block_size: int, dtype: torch.dtype = torch.float32) -> SparseBlockLinear:
-    """Wrap a linear layer in the first matching adapter class; ValueError for anything else."""
-    for dispatch in DISPATCHERS:
-        layer = dispatch(base, block_size=block_size, dtype=dtype)
-        if layer is not None:
-            return layer
-    raise ValueError(f"cannot attach sparse block experts to {type(base).__name__}: only nn.Linear and "
-                     "bitsandbytes Linear4bit are supported; narrow target_modules to linear projections")
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
