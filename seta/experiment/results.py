@@ -131,7 +131,7 @@ def _ability(out_dir: Path, by_method, names, seeds, seta) -> dict:
                "growth_ratio": None if seta is None else seta["extra"].get("growth_ratio")}
     with_general = [n for n in names if all(r["extra"].get("general_ability") for r in by_method[n])]
     if with_general:
-        from seta.eval.harness import DEFAULT_FEWSHOT
+        from seta.eval.general_data import DEFAULT_FEWSHOT
 
         base = {}
         for r in first:
