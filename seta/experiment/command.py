@@ -276,7 +276,7 @@ def _load_general(path, tasks: str, limit):
     if path is None:
         return None
     try:
-        from seta.eval.general_data import load_general_data
+        from seta.eval.harness import load_general_data  # fails early without lm-eval
     except ImportError as err:
         raise click.UsageError(str(err))
     try:
