@@ -147,7 +147,7 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
 
     cfg = QUICKS[preset] if quick else PRESETS[preset]
     if cfg.assets and from_adapter is None:  # the fetched SmolLM2 and BIG-bench stream, unless given
-        model_path, data_dir, _ = command._asset_paths(model_path, data_dir, None)
+        model_path, data_dir, _ = command.asset_paths(model_path, data_dir, None)
     if from_adapter is not None and data_dir is None:  # new synthetic tasks of the adapter's sizes
         synthetic = [t["source"]["synthetic"] for t in read_card(from_adapter)["tasks"] if "synthetic" in t["source"]]
         cfg = replace(cfg, stream=synthetic[0] if synthetic else cfg.stream)

@@ -30,19 +30,17 @@ from seta.train.strategies import STRATEGIES  # names only: no torch
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
 
 
-def _asset_paths(model_path, data_dir, general_data):
-    """--model / --data-dir / --general-data of an assets preset: the given ones, else the asset cache's."""
-    from seta.assets import SMOLLM2, default_assets_dir
+def asset_paths(model_path, data_dir, general_data):
+    """`seta.assets.asset_paths` for the command line: a missing asset is a usage error (exit 2)."""
+    from seta.assets import asset_paths as paths
 
-    cache = default_assets_dir()
-    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
-    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
-    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
-        if not path.is_dir():
-            raise click.UsageError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
-                                   "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
-    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
-    return model, data, general
+    try:
+        return paths(model_path, data_dir, general_data)
+    except FileNotFoundError as err:
+        raise click.UsageError(str(err)) from None
+
+
+_asset_paths = asset_paths  # the name `seta train` used
 
 
 def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
@@ -189,7 +187,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
             cfg = replace(cfg, load_in_4bit=True)
         if cfg.assets:  # the fetched model, stream and BBH folder, unless given
             given = general_data is not None
-            model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
+            model_path, data_dir, general_data = asset_paths(model_path, data_dir, general_data)
             if not given:
                 if general_data is None:
                     click.echo("no BBH folder in the asset cache: general ability is skipped "
