@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -25,6 +24,7 @@ from seta import __version__
 from seta.experiment.choices import PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
 from seta.experiment.command import main as run_command
 from seta.experiment.failures import check_dir_option, check_writable
+from seta.inference.prompts import read_prompts_jsonl  # noqa: F401  (was defined here)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -141,7 +141,7 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
     check_writable(out)
     from dataclasses import replace
 
-    from seta.experiment import command
+    from seta.experiment import command, results
     from seta.experiment.method import continue_adapter, stream_sources, train_method
     from seta.experiment.presets import PRESETS, QUICKS, with_tasks
 
@@ -171,36 +171,14 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
         factory = command._base_factory(cfg, model_path, tokenizer, out.parent / ".cache", not no_progress)
         res, strategy = train_method(names[0], factory, tokenizer, tasks, cfg, out, seed=seed, sources=sources,
                                      progress=not no_progress, tensorboard=tensorboard)
-    _write_result(out, res, seed)
+    results.write_train_result(out, res, seed)
     last = [None if v != v else round(v, 1) for v in res.R[-1]]
     click.echo(f"{res.method}: tasks {', '.join(res.tasks)}")
     click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  last row of R {last}")
     click.echo(f"  adapter: {out / 'adapter'}")
 
 
-def _write_result(out: Path, res, seed: int) -> None:
-    record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed}
-    (out / "result.json").write_text(json.dumps(record, default=str, indent=1))
-
-
 # ---- generate -----------------------------------------------------------------------------------------
-def read_prompts_jsonl(path: str) -> list[dict]:
-    """Lines of {"prompt": str, ...}; blank lines skipped; ValueError naming the file and line otherwise."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise ValueError(f"{path} line {n}: not valid JSON ({err.args[0].split(':')[0]})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise ValueError(f'{path} line {n}: expected an object with a "prompt" string, e.g. {{"prompt": "..."}}')
-        rows.append(row)
-    return rows
-
-
 @main.command(context_settings=CONTEXT)
 @_adapter_arg
 @click.argument("prompts", nargs=-1)

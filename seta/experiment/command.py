@@ -19,28 +19,16 @@ from pathlib import Path
 import click
 
 from seta.experiment import results
-from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES,
+from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, PAPER_PRESETS, PRESET_NAMES,
                                      QUICK_PRESETS)
 from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
                                       install_sigterm_handler, interrupted_message, user_message)
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
-from seta.train.strategies import STRATEGIES  # names only: no torch
+from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
+                                     asset_paths, parse_methods, parse_seeds)
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
-
-
-def asset_paths(model_path, data_dir, general_data):
-    """`seta.assets.asset_paths` for the command line: a missing asset is a usage error (exit 2)."""
-    from seta.assets import asset_paths as paths
-
-    try:
-        return paths(model_path, data_dir, general_data)
-    except FileNotFoundError as err:
-        raise click.UsageError(str(err)) from None
-
-
-_asset_paths = asset_paths  # the name `seta train` used
 
 
 def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
@@ -215,72 +203,6 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if message is None:
             raise
         fail(message)
-
-
-def _read_settings(config_file, overrides, tensorboard: bool):
-    """--config's sections and --set's syntax (and --tensorboard's package), checked before torch is imported;
-    a mistake ends with one line, exit 2."""
-    from seta.train.run_config import ConfigError, parse_set, read_config_file
-
-    if tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            fail("--tensorboard needs the tensorboard package: pip install 'seta[tensorboard]'", 2)
-    try:
-        parse_set(overrides)
-        return read_config_file(config_file) if config_file is not None else None
-    except ConfigError as err:
-        fail(str(err), 2)
-
-
-def _apply_settings(cfg, file_data, overrides, config_file):
-    """The preset with --config, then every --set, applied (typed and validated field by field)."""
-    from seta.train.run_config import ConfigError, resolve
-
-    try:
-        train, sparse = resolve(cfg.train, cfg.sparse, file_data, overrides, source=str(config_file))
-    except ConfigError as err:
-        fail(str(err), 2)
-    return replace(cfg, train=train, sparse=sparse)
-
-
-def parse_methods(text: str) -> list[str]:
-    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # in order, once each
-    if not names:
-        raise click.BadParameter(f"give at least one method, e.g. --methods seta,ewc (known: {', '.join(STRATEGIES)})",
-                                 param_hint="--methods")
-    unknown = [m for m in names if m not in STRATEGIES]
-    if unknown:
-        raise click.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(STRATEGIES)}", param_hint="--methods")
-    return names
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
-    except ValueError:
-        raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}", param_hint="--seeds") from None
-    if not seeds:
-        raise click.BadParameter("give at least one seed, e.g. --seeds 0,1,2", param_hint="--seeds")
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
-        raise click.BadParameter(f"seeds must lie in 0..{MAX_SEED} (NumPy's range), got {bad[0]}", param_hint="--seeds")
-    return seeds
-
-
-def _load_general(path, tasks: str, limit):
-    """Read and check --general-data before any training, so that a bad file costs seconds, not hours."""
-    if path is None:
-        return None
-    try:
-        from seta.eval.harness import load_general_data  # fails early without lm-eval
-    except ImportError as err:
-        raise click.UsageError(str(err))
-    try:
-        return load_general_data(path, [t.strip() for t in tasks.split(",") if t.strip()], limit=limit)
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err))
 
 
 def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,

@@ -164,3 +164,9 @@ def general_table(harness: dict) -> str:
 
 def _mean(xs) -> float:
     return sum(xs) / len(xs)
+
+
+def write_train_result(out: Path, res, seed: int) -> None:
+    """out/result.json of one method's run (`seta train`): the RunResult's fields, OP, BWT and the seed."""
+    record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed}
+    (out / "result.json").write_text(json.dumps(record, default=str, indent=1))
