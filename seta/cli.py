@@ -24,6 +24,7 @@ from seta import __version__
 from seta.experiment.choices import PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
 from seta.experiment.command import main as run_command
 from seta.experiment.failures import check_dir_option, check_writable
+from seta.experiment.options import settings_options
 from seta.inference.prompts import read_prompts_jsonl  # noqa: F401  (was defined here)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -103,11 +104,7 @@ def plan(preset, quick):
 @click.option("--from", "from_adapter", type=click.Path(path_type=Path), default=None,
               help="A saved SETA adapter to continue: its tasks stay, --tasks are trained after them.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="With --from: epochs of each new task.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--config", "config_file", type=click.Path(), default=None,
-              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see seta run --show-settings).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting after --config, e.g. --set train.lr=1e-3 (repeatable).")
+@settings_options("seta run --show-settings", "--set train.lr=1e-3")
 @click.option("--tensorboard", is_flag=True, help="Also write OUT/metrics.jsonl's records to OUT/tensorboard.")
 @user_errors
 def train(method, preset, quick, data_dir, task_names, model_path, seed, out, from_adapter, epochs, no_progress,

@@ -5,19 +5,7 @@ The data and summary.json: `seta.eval.summary`; the tables: `seta.eval.markdown`
 
 The trainer fills one `MethodResult` per method (one R per seed plus extras)
 and, for SETA, optionally a `GrowthCurve` and a `BlockMap`; `write_report`
-does the rest. ``summary.json`` schema (issue 6), NaN written as null:
-
-    {"preset": str, "tasks": [str], "seeds": [int], "config": {...} (the resolved settings, when given),
-     "methods": {NAME: {"R": [[float|null]] (mean over seeds), "OP", "BWT", "FWT", "LA",
-                        "OP_std", "BWT_std", "LA_std", "routing_acc", "trainable_params",
-                        "allocated_params", "wall_s", "peak_mem_mb",
-                        "per_task": [per seed: [per task: {...}]] (what the strategy logged),
-                        "config": [per seed: the run's resolved config (its config.json)]}}}
-
-LA (learning accuracy) = mean_j R[j][j], the plasticity beside OP and BWT.
-
-Scores, OP/BWT/FWT and routing accuracy are on a 0-100 scale; stds are sample
-stds over seeds (null with one seed); per-seed extras are averaged.
+does the rest. The ``summary.json`` schema is in `seta.eval.summary`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from seta.experiment.failures import (RunInterrupted, check_dir_option, check_wr
                                       install_sigterm_handler, interrupted_message, user_message)
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
 from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
-                                     asset_paths, parse_methods, parse_seeds)
+                                     asset_paths, parse_methods, parse_seeds, settings_options)
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
@@ -123,11 +123,7 @@ def dry_run(preset) -> None:
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny, or smollm2 on three tasks).")
 @click.option("--4bit", "four_bit", is_flag=True, help="Load a real base model in 4-bit NF4 (bitsandbytes; CPU works).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--config", "config_file", type=click.Path(), default=None,
-              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see --show-settings).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting after --config, e.g. --set train.lr=1e-3 --set gate.steps=50 (repeatable).")
+@settings_options("--show-settings", "--set train.lr=1e-3 --set gate.steps=50")
 @click.option("--show-settings", is_flag=True, help="Print every setting (key, type, resolved value, help) and exit.")
 @click.option("--tensorboard", is_flag=True,
               help="Also write each run's metrics.jsonl records to <run>/tensorboard (pip install 'seta[tensorboard]').")

@@ -12,7 +12,20 @@ from seta.experiment.choices import MAX_SEED
 from seta.experiment.failures import fail
 from seta.train.strategies import STRATEGIES  # names only: no torch
 
-__all__ = ["asset_paths", "parse_methods", "parse_seeds"]
+__all__ = ["asset_paths", "parse_methods", "parse_seeds", "settings_options"]
+
+
+def settings_options(show_settings: str, set_example: str):
+    """--no-progress, --config and --set, as `seta run` and `seta train` both take them; show_settings
+    names where the settings are listed, set_example is the --set example of the help."""
+    def wrap(fn):
+        fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help=f"Override one setting after --config, e.g. {set_example} (repeatable).")(fn)
+        fn = click.option("--config", "config_file", type=click.Path(), default=None,
+                          help="JSON or YAML file of settings over the preset: sections train, sparse, gate "
+                               f"(see {show_settings}).")(fn)
+        return click.option("--no-progress", is_flag=True, help="Hide progress bars.")(fn)
+    return wrap
 
 
 def asset_paths(model_path, data_dir, general_data):
