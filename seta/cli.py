@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -25,6 +24,8 @@ from seta import __version__
 from seta.experiment.choices import PAPER_PRESETS, PRESET_NAMES, QUICK_PRESETS
 from seta.experiment.command import main as run_command
 from seta.experiment.failures import check_dir_option, check_writable
+from seta.experiment.options import settings_options
+from seta.inference.prompts import read_prompts_jsonl  # noqa: F401  (was defined here)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -103,11 +104,7 @@ def plan(preset, quick):
 @click.option("--from", "from_adapter", type=click.Path(path_type=Path), default=None,
               help="A saved SETA adapter to continue: its tasks stay, --tasks are trained after them.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="With --from: epochs of each new task.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--config", "config_file", type=click.Path(), default=None,
-              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see seta run --show-settings).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting after --config, e.g. --set train.lr=1e-3 (repeatable).")
+@settings_options("seta run --show-settings", "--set train.lr=1e-3")
 @click.option("--tensorboard", is_flag=True, help="Also write OUT/metrics.jsonl's records to OUT/tensorboard.")
 @user_errors
 def train(method, preset, quick, data_dir, task_names, model_path, seed, out, from_adapter, epochs, no_progress,
@@ -141,13 +138,13 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
     check_writable(out)
     from dataclasses import replace
 
-    from seta.experiment import command
+    from seta.experiment import command, results
     from seta.experiment.method import continue_adapter, stream_sources, train_method
     from seta.experiment.presets import PRESETS, QUICKS, with_tasks
 
     cfg = QUICKS[preset] if quick else PRESETS[preset]
     if cfg.assets and from_adapter is None:  # the fetched SmolLM2 and BIG-bench stream, unless given
-        model_path, data_dir, _ = command._asset_paths(model_path, data_dir, None)
+        model_path, data_dir, _ = command.asset_paths(model_path, data_dir, None)
     if from_adapter is not None and data_dir is None:  # new synthetic tasks of the adapter's sizes
         synthetic = [t["source"]["synthetic"] for t in read_card(from_adapter)["tasks"] if "synthetic" in t["source"]]
         cfg = replace(cfg, stream=synthetic[0] if synthetic else cfg.stream)
@@ -171,36 +168,14 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
         factory = command._base_factory(cfg, model_path, tokenizer, out.parent / ".cache", not no_progress)
         res, strategy = train_method(names[0], factory, tokenizer, tasks, cfg, out, seed=seed, sources=sources,
                                      progress=not no_progress, tensorboard=tensorboard)
-    _write_result(out, res, seed)
+    results.write_train_result(out, res, seed)
     last = [None if v != v else round(v, 1) for v in res.R[-1]]
     click.echo(f"{res.method}: tasks {', '.join(res.tasks)}")
     click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  last row of R {last}")
     click.echo(f"  adapter: {out / 'adapter'}")
 
 
-def _write_result(out: Path, res, seed: int) -> None:
-    record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed}
-    (out / "result.json").write_text(json.dumps(record, default=str, indent=1))
-
-
 # ---- generate -----------------------------------------------------------------------------------------
-def read_prompts_jsonl(path: str) -> list[dict]:
-    """Lines of {"prompt": str, ...}; blank lines skipped; ValueError naming the file and line otherwise."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise ValueError(f"{path} line {n}: not valid JSON ({err.args[0].split(':')[0]})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise ValueError(f'{path} line {n}: expected an object with a "prompt" string, e.g. {{"prompt": "..."}}')
-        rows.append(row)
-    return rows
-
-
 @main.command(context_settings=CONTEXT)
 @_adapter_arg
 @click.argument("prompts", nargs=-1)

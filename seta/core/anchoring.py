@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BlockAnchors",
     "elastic_anchor_penalty",
     "normalise_fisher",
     "merge_fisher",
@@ -135,3 +136,41 @@ def ewc_penalty(
         for p, a, f in zip(params, anchors, fishers)
     ]
     return torch.stack(terms).sum()
+
+
+class BlockAnchors:
+    """θ*_B (value at the end of the last task that trained B), element-wise Fisher F_B and n_B (the
+    number of tasks merged into F_B), keyed by global block id (`ids` sorted). After task t, for B ∈ S_t:
+    θ*_B ← θ_B and F_B ← (n_B F_B + F_B^(t)) / (n_B + 1) (SETA's running mean over owners), or
+    F_B ← γ F_B + F_B^(t) when `gamma` is given (online EWC); n_B ← n_B + 1."""
+
+    def __init__(self, block_size: int):
+        b = block_size
+        self.ids = torch.zeros(0, dtype=torch.long)
+        self.values = torch.zeros(0, b, b)
+        self.fisher = torch.zeros(0, b, b)
+        self.count = torch.zeros(0, dtype=torch.long)
+
+    def update(self, ids: Tensor, values: Tensor, fisher: Tensor, gamma: float | None = None) -> None:
+        """ids (k,) sorted unique; values, fisher (k, b, b). gamma None: running mean; else F ← γF + F_t."""
+        ids = ids.cpu()
+        all_ids = torch.unique(torch.cat([self.ids, ids]), sorted=True)
+        keep = torch.searchsorted(all_ids, self.ids)  # old entries' rows in the new tables
+        vals = torch.zeros(all_ids.numel(), *values.shape[1:])
+        fish, count = torch.zeros_like(vals), torch.zeros(all_ids.numel(), dtype=torch.long)
+        vals[keep], fish[keep], count[keep] = self.values, self.fisher, self.count
+        rows = torch.searchsorted(all_ids, ids)
+        new_f = fisher.detach().float().cpu()
+        n_old = count[rows]
+        fish[rows] = (mean_fisher(fish[rows], new_f, n_old) if gamma is None
+                      else torch.where((n_old > 0)[:, None, None], merge_fisher(fish[rows], new_f, gamma), new_f))
+        vals[rows] = values.detach().float().cpu()
+        count[rows] = n_old + 1
+        self.ids, self.values, self.fisher, self.count = all_ids, vals, fish, count
+
+    def lookup(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(found (k,) bool, anchor (m, b, b), fisher (m, b, b)) for the found ids, in ids' order."""
+        ids = ids.cpu()
+        found = torch.isin(ids, self.ids)
+        where = torch.searchsorted(self.ids, ids[found])
+        return found, self.values[where], self.fisher[where]

@@ -19,30 +19,16 @@ from pathlib import Path
 import click
 
 from seta.experiment import results
-from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, MAX_SEED, PAPER_PRESETS, PRESET_NAMES,
+from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, PAPER_PRESETS, PRESET_NAMES,
                                      QUICK_PRESETS)
 from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
                                       install_sigterm_handler, interrupted_message, user_message)
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
-from seta.train.strategies import STRATEGIES  # names only: no torch
+from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
+                                     asset_paths, parse_methods, parse_seeds, settings_options)
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
-
-
-def _asset_paths(model_path, data_dir, general_data):
-    """--model / --data-dir / --general-data of an assets preset: the given ones, else the asset cache's."""
-    from seta.assets import SMOLLM2, default_assets_dir
-
-    cache = default_assets_dir()
-    model = Path(model_path) if model_path else cache / "models" / SMOLLM2.folder
-    data = Path(data_dir) if data_dir else cache / "streams" / "bigbench"
-    for path, what in ((model, "model folder"), (data, "BIG-bench stream")):
-        if not path.is_dir():
-            raise click.UsageError(f"no {what} at {path}: run `python reproduce/fetch_assets.py` first "
-                                   "(or set SETA_ASSETS_DIR, or pass --model / --data-dir)")
-    general = general_data or (cache / "general" / "bbh" if (cache / "general" / "bbh" / "bbh").is_dir() else None)
-    return model, data, general
 
 
 def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
@@ -137,11 +123,7 @@ def dry_run(preset) -> None:
 @click.option("--quick", is_flag=True, help="Smoke run of every method (tiny, or smollm2 on three tasks).")
 @click.option("--4bit", "four_bit", is_flag=True, help="Load a real base model in 4-bit NF4 (bitsandbytes; CPU works).")
 @click.option("--dry-run", is_flag=True, help="Print the memory plan and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--config", "config_file", type=click.Path(), default=None,
-              help="JSON or YAML file of settings over the preset: sections train, sparse, gate (see --show-settings).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting after --config, e.g. --set train.lr=1e-3 --set gate.steps=50 (repeatable).")
+@settings_options("--show-settings", "--set train.lr=1e-3 --set gate.steps=50")
 @click.option("--show-settings", is_flag=True, help="Print every setting (key, type, resolved value, help) and exit.")
 @click.option("--tensorboard", is_flag=True,
               help="Also write each run's metrics.jsonl records to <run>/tensorboard (pip install 'seta[tensorboard]').")
@@ -191,7 +173,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
             if data_dir is not None:  # the preset's task list names the fetched stream's tasks, not this one's
                 cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "tasks"})
             given = general_data is not None
-            model_path, data_dir, general_data = _asset_paths(model_path, data_dir, general_data)
+            model_path, data_dir, general_data = asset_paths(model_path, data_dir, general_data)
             if not given:
                 if general_data is None:
                     click.echo("no BBH folder in the asset cache: general ability is skipped "
@@ -219,72 +201,6 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if message is None:
             raise
         fail(message)
-
-
-def _read_settings(config_file, overrides, tensorboard: bool):
-    """--config's sections and --set's syntax (and --tensorboard's package), checked before torch is imported;
-    a mistake ends with one line, exit 2."""
-    from seta.train.run_config import ConfigError, parse_set, read_config_file
-
-    if tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            fail("--tensorboard needs the tensorboard package: pip install 'seta[tensorboard]'", 2)
-    try:
-        parse_set(overrides)
-        return read_config_file(config_file) if config_file is not None else None
-    except ConfigError as err:
-        fail(str(err), 2)
-
-
-def _apply_settings(cfg, file_data, overrides, config_file):
-    """The preset with --config, then every --set, applied (typed and validated field by field)."""
-    from seta.train.run_config import ConfigError, resolve
-
-    try:
-        train, sparse = resolve(cfg.train, cfg.sparse, file_data, overrides, source=str(config_file))
-    except ConfigError as err:
-        fail(str(err), 2)
-    return replace(cfg, train=train, sparse=sparse)
-
-
-def parse_methods(text: str) -> list[str]:
-    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # in order, once each
-    if not names:
-        raise click.BadParameter(f"give at least one method, e.g. --methods seta,ewc (known: {', '.join(STRATEGIES)})",
-                                 param_hint="--methods")
-    unknown = [m for m in names if m not in STRATEGIES]
-    if unknown:
-        raise click.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(STRATEGIES)}", param_hint="--methods")
-    return names
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
-    except ValueError:
-        raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}", param_hint="--seeds") from None
-    if not seeds:
-        raise click.BadParameter("give at least one seed, e.g. --seeds 0,1,2", param_hint="--seeds")
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
-        raise click.BadParameter(f"seeds must lie in 0..{MAX_SEED} (NumPy's range), got {bad[0]}", param_hint="--seeds")
-    return seeds
-
-
-def _load_general(path, tasks: str, limit):
-    """Read and check --general-data before any training, so that a bad file costs seconds, not hours."""
-    if path is None:
-        return None
-    try:
-        from seta.eval.harness import load_general_data
-    except ImportError as err:
-        raise click.UsageError(str(err))
-    try:
-        return load_general_data(path, [t.strip() for t in tasks.split(",") if t.strip()], limit=limit)
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err))
 
 
 def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,

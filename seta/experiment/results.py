@@ -131,7 +131,7 @@ def _ability(out_dir: Path, by_method, names, seeds, seta) -> dict:
                "growth_ratio": None if seta is None else seta["extra"].get("growth_ratio")}
     with_general = [n for n in names if all(r["extra"].get("general_ability") for r in by_method[n])]
     if with_general:
-        from seta.eval.harness import DEFAULT_FEWSHOT
+        from seta.eval.general_data import DEFAULT_FEWSHOT
 
         base = {}
         for r in first:
@@ -164,3 +164,9 @@ def general_table(harness: dict) -> str:
 
 def _mean(xs) -> float:
     return sum(xs) / len(xs)
+
+
+def write_train_result(out: Path, res, seed: int) -> None:
+    """out/result.json of one method's run (`seta train`): the RunResult's fields, OP, BWT and the seed."""
+    record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed}
+    (out / "result.json").write_text(json.dumps(record, default=str, indent=1))

@@ -14,13 +14,16 @@ adapter trained with oracle routing (seta-oracle) is routed by its gate's top-1 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from seta.inference.card import check_base, read_card
+from seta.inference.card import base_factory_from_card, check_base, load_base_from_card, load_card_tokenizer, read_card
+from seta.inference.deploy import adapter_info, merge_adapter
+
+__all__ = ["Generation", "SetaAdapter", "adapter_info", "merge_adapter", "base_factory_from_card", "load_base_from_card",
+           "load_card_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -37,35 +40,6 @@ class Generation:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def load_card_tokenizer(card: dict):
-    from seta.models import load_tokenizer
-
-    return load_tokenizer(card["base"]["tokenizer"])
-
-
-def load_base_from_card(card: dict, base=None, device_map=None):
-    """A fresh copy of the adapter's base, loaded the way training loaded it. base: another path or id."""
-    from seta.models import load_base_model
-
-    src = card["base"]
-    name = str(base) if base is not None else src["model"]
-    if src["kind"] == "tiny" and base is None and not Path(name).is_dir():
-        raise FileNotFoundError(f"the adapter's tiny base {name} no longer exists (it is built by `seta run` / "
-                                "`seta train` under <out>/../.cache); rerun training, or pass the base with --base")
-    if device_map is None:
-        device_map = "auto" if torch.cuda.is_available() and src["kind"] == "hf" else None
-    return load_base_model(name, load_in_4bit=bool(src.get("load_in_4bit")), dtype=src.get("dtype", "bfloat16"),
-                           device_map=device_map)
-
-
-def base_factory_from_card(card: dict):
-    def factory():
-        return load_base_from_card(card)
-
-    factory.source = {k: v for k, v in card["base"].items() if k not in ("config_hash", "weights_hash", "model_type")}
-    return factory
 
 
 class SetaAdapter:
@@ -229,76 +203,3 @@ class SetaAdapter:
     def merge(self, task: str, out_dir) -> Path:
         """`merge_adapter(self.directory, task, out_dir)`: this adapter and its model stay as they are."""
         return merge_adapter(self.directory, task, out_dir)
-
-
-def merge_adapter(adapter_dir, task: str, out_dir) -> Path:
-    """A dense HF checkpoint in out_dir: the adapter's base with `task`'s expert folded into its weights
-    (W + Δ_{S_task}), loadable by plain `transformers`, equal in outputs to SETA with `task` routed.
-
-    A fresh copy of the base is loaded for it: the adapter folder, and any model loaded from it, are left
-    untouched. Dense bases only: a 4-bit base cannot hold W + Δ exactly (ValueError)."""
-    from seta.models import SetaModel
-
-    card = read_card(adapter_dir)
-    names = [t["name"] for t in card["tasks"]]
-    if task not in names:
-        raise ValueError(f"unknown task {task!r}; the adapter has: {', '.join(names)}")
-    if card["base"].get("load_in_4bit"):
-        raise ValueError(f"cannot merge {adapter_dir}: its base is 4-bit (NF4), whose weights cannot hold W + Δ "
-                         "exactly; keep the adapter and route with `seta generate --task`, or retrain on a dense base")
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not an empty folder; choose a new folder")
-    model = load_base_from_card(card)
-    check_base(card, model, adapter_dir)
-    seta = SetaModel.from_pretrained(model, adapter_dir)
-    t = names.index(task)
-    dense = seta.merge_and_unload(seta.registry.expert(t))
-    out.mkdir(parents=True, exist_ok=True)
-    dense.save_pretrained(out)
-    load_card_tokenizer(card).save_pretrained(out)
-    (out / "seta_merge.json").write_text(json.dumps(
-        {"adapter": str(Path(adapter_dir).resolve()), "task": task, "blocks": int(seta.registry.expert(t).numel()),
-         "base": card["base"]}, indent=1))
-    return out
-
-
-def adapter_info(adapter_dir) -> dict:
-    """What an adapter holds, read from its files (no base model is loaded): tasks, blocks per task (unique
-    to it / shared with other tasks), growth |∪S_j| / Σ|S_j|, routing statistics of the gate, and, when the
-    training run's result.json sits next to the folder, the routing accuracy measured in training."""
-    from safetensors import safe_open
-
-    from seta.core.allocation import OwnershipRegistry
-    from seta.models import CONFIG_NAME, WEIGHTS_NAME, Router
-
-    d = Path(adapter_dir)
-    card = read_card(d)
-    cfg = json.loads((d / CONFIG_NAME).read_text())
-    reg = OwnershipRegistry.from_dict(cfg["registry"])
-    with safe_open(str(d / WEIGHTS_NAME), framework="pt") as f:
-        router = Router.from_saved(cfg["router"], {k[7:]: f.get_tensor(k) for k in f.keys() if k.startswith("router.")})
-    counts = reg.owner_counts()
-    rows = []
-    for t, entry in enumerate(card["tasks"]):
-        s = reg.expert(t)
-        unique = int((counts[s] == 1).sum())
-        stats = router.stats.get(t)
-        rows.append({"task": entry["name"], "metric": entry["metric"], "blocks": int(s.numel()), "unique": unique,
-                     "shared": int(s.numel()) - unique, "max_new_tokens": entry["max_new_tokens"],
-                     "features_seen": None if stats is None else int(stats.n),
-                     "null_threshold": router.thresholds.get(t)})
-    sp = card["sparse_config"]
-    info = {"adapter": str(d), "method": card["method"], "preset": card.get("preset"), "base": card["base"],
-            "tasks": rows, "block_size": cfg["expert_config"]["block_size"], "blocks_total": reg.n_blocks,
-            "blocks_allocated": int(reg.allocated().numel()), "blocks_shared": int(reg.shared().numel()),
-            "sum_of_experts": sum(r["blocks"] for r in rows), "growth_ratio": reg.growth_ratio(),
-            "routing": {"mode": sp["routing"], "soft_k": sp["soft_k"], "null_expert": sp["null_expert"]}}
-    result = d.parent / "result.json"
-    if result.is_file():
-        try:
-            r = json.loads(result.read_text())
-            info["routing"].update(train_routing_acc=r.get("routing_acc"), train_null_routed=r.get("extra", {}).get("null_routed"))
-        except ValueError:
-            pass
-    return info

@@ -83,3 +83,35 @@ def check_base(card: dict, model, where) -> None:
             raise ValueError(f"{where} was trained on another base model: its {what} hash is {want[key]} in the "
                              f"adapter card but {have[key]} for the base given ({card['base'].get('model')} "
                              "recorded); load it onto the base it was trained on")
+
+
+# ---- the base and tokenizer an adapter names ------------------------------------------------------
+def load_card_tokenizer(card: dict):
+    from seta.models import load_tokenizer
+
+    return load_tokenizer(card["base"]["tokenizer"])
+
+
+def load_base_from_card(card: dict, base=None, device_map=None):
+    """A fresh copy of the adapter's base, loaded the way training loaded it. base: another path or id."""
+    import torch
+
+    from seta.models import load_base_model
+
+    src = card["base"]
+    name = str(base) if base is not None else src["model"]
+    if src["kind"] == "tiny" and base is None and not Path(name).is_dir():
+        raise FileNotFoundError(f"the adapter's tiny base {name} no longer exists (it is built by `seta run` / "
+                                "`seta train` under <out>/../.cache); rerun training, or pass the base with --base")
+    if device_map is None:
+        device_map = "auto" if torch.cuda.is_available() and src["kind"] == "hf" else None
+    return load_base_model(name, load_in_4bit=bool(src.get("load_in_4bit")), dtype=src.get("dtype", "bfloat16"),
+                           device_map=device_map)
+
+
+def base_factory_from_card(card: dict):
+    def factory():
+        return load_base_from_card(card)
+
+    factory.source = {k: v for k, v in card["base"].items() if k not in ("config_hash", "weights_hash", "model_type")}
+    return factory

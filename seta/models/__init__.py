@@ -8,7 +8,9 @@
 """
 
 from seta.models.gate import ROUTING_MODES, ExpandableGate, FeatureCache, Router
-from seta.models.layer import SparseBlockLinear, SparseBlockLinear4bit, wrap_linear
+from seta.models.bnb import SparseBlockLinear4bit
+from seta.models.dispatch import wrap_linear
+from seta.models.layer import SparseBlockLinear
 from seta.models.loading import (architecture_config, build_from_architecture, build_tiny_model,
                                  enable_gradient_checkpointing, load_base_model, load_tokenizer, max_positions,
                                  nf4_config, prepare_for_kbit_training)

@@ -29,27 +29,53 @@ zero). An optimizer built before growth still points at the old Parameter: rebui
 growth (the trainer builds a fresh AdamW per task after allocation). With weight_decay=0 on blocks,
 blocks outside the current expert get zero gradient and a fresh Adam(W) leaves them bit-identical.
 
-Working copy (what the trainer uses): `begin_training(positions)` copies the current task's blocks
-into their own Parameter `train_blocks` (k_t, b, b) and freezes the stack; reads of those positions
-(forward, `read`) see the working copy, differentiably; `end_training()` writes it back. Gradients
-and optimizer state then cover the k_t trained blocks only, not every earlier task's blocks: the
-same updates as training the whole stack (those blocks get zero gradient), at a fraction of the
-memory once many tasks are stored. The stack stays the one storage of every block.
+Working copy (what the trainer uses): `begin_training(positions)` trains the task's blocks through
+their own Parameter `train_blocks`; `end_training()` writes it back (`seta.models.working_copy`).
+The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.models.dispatch`.
 """
 
 from __future__ import annotations
 
-import contextlib
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from seta.core.blocks import BlockGrid, _delta_add_, autocast_dtype, block_delta, blocks_to_dense
+from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, blocks_to_dense, delta_add_
+from seta.models.working_copy import WorkingCopy
 
-__all__ = ["SparseBlockLinear", "SparseBlockLinear4bit", "wrap_linear", "supported_linear", "keep_4bit_differentiable"]
+__all__ = ["SparseBlockLinear"]
 
 
-class SparseBlockLinear(nn.Module):
+class _RouteIndex(NamedTuple):
+    """Block coordinates of one route (and, with a working copy, how to read its blocks); valid while
+    `route` and the layer's `_rows` buffer are the very objects it was built from."""
+
+    route: tuple
+    rows_key: Tensor  # the layer's `_rows` when built (growth and device moves replace it)
+    rows: Tensor  # (k,) block rows of the routed positions
+    cols: Tensor  # (k,) block columns
+    read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
+
+
+class _InferencePlan(NamedTuple):
+    """What the no-grad forward needs for one route and compute dtype; valid while route, `_rows`,
+    the stack (object, version counter, storage) and the dtype are those it was built from."""
+
+    route: tuple
+    rows_key: Tensor
+    blocks: Tensor  # the stack Parameter it was built from
+    version: int  # blocks._version then (in-place updates bump it)
+    data_ptr: int  # blocks.data_ptr() then (new storage)
+    dtype: torch.dtype
+    blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (uniform weights folded in)
+    rows: Tensor  # (k,)
+    cols: Tensor  # (k,)
+    wt: Tensor | None  # (k, B, 1, 1) per-example weights, or None
+    slots: tuple  # torch.unique(rows, return_inverse=True)
+
+
+class SparseBlockLinear(WorkingCopy, nn.Module):
     """Sparse block experts over a dense `nn.Linear` base."""
 
     def __init__(self, base_layer: nn.Linear, block_size: int, dtype: torch.dtype = torch.float32):
@@ -63,8 +89,8 @@ class SparseBlockLinear(nn.Module):
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self._route: tuple[Tensor, Tensor | None] | None = None  # (positions (k,), weights (B, k) | None)
-        self._route_index = None  # (route, _rows, rows (k,), cols (k,), read plan), built once per route
-        self._inference = None  # per-route tensors of the no-grad path, see _inference_plan
+        self._route_index: _RouteIndex | None = None  # built once per route, see _routed_index
+        self._inference: _InferencePlan | None = None  # per-route tensors of the no-grad path
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
         self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
@@ -130,80 +156,6 @@ class SparseBlockLinear(nn.Module):
             raise ValueError(f"blocks {ids[~found].tolist()} of this layer have no parameters; add_blocks first")
         return match.float().argmax(1)
 
-    # ---- working copy of the trained blocks -----------------------------------------------------
-    def begin_training(self, positions: Tensor) -> nn.Parameter | None:
-        """Train the blocks at stack `positions` through a working copy: returns the new Parameter
-        `train_blocks` (k_t, b, b) (None if positions is empty); the stack stops requiring grad."""
-        self.end_training()
-        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).unique(sorted=True).to(self.blocks.device)
-        if pos.numel() == 0:
-            return None
-        slot = torch.full((self.n_blocks,), -1, dtype=torch.long, device=pos.device)
-        slot[pos] = torch.arange(pos.numel(), device=pos.device)
-        self.train_blocks = nn.Parameter(self.blocks.detach().index_select(0, pos).clone())
-        self._train_slot, self._train_pos = slot, pos
-        self.blocks.requires_grad_(False)
-        self.restore_route(self._route)  # drop per-route tensors built from the stack
-        return self.train_blocks
-
-    def end_training(self) -> None:
-        """Write the working copy back into the stack (no-op without one); the stack requires grad again."""
-        if self.train_blocks is None:
-            return
-        with torch.no_grad():
-            self.blocks.index_copy_(0, self._train_pos, self.train_blocks.detach().to(self.blocks.dtype))
-        self.train_blocks, self._train_slot, self._train_pos = None, None, None
-        self.blocks.requires_grad_(True)
-        self.restore_route(self._route)
-
-    @contextlib.contextmanager
-    def stored_values(self):
-        """Within: forward and `read` see the values stored in the stack, the working copy set aside
-        (the stack is written only by `end_training`, so this is the layer as training began)."""
-        saved = (self.train_blocks, self._train_slot, self._train_pos)
-        self.train_blocks = self._train_slot = self._train_pos = None
-        self.restore_route(self._route)
-        try:
-            yield self
-        finally:
-            self.train_blocks, self._train_slot, self._train_pos = saved
-            self.restore_route(self._route)
-
-    def read(self, positions: Tensor) -> Tensor:
-        """Current values of the blocks at stack `positions` (k, b, b), differentiable w.r.t. whatever
-        trains them (the stack, or the working copy for its positions)."""
-        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
-        if self.train_blocks is None:
-            return self.blocks.index_select(0, pos)
-        return self._read(pos, self._read_plan(pos))
-
-    def _read_plan(self, pos: Tensor):
-        """How `_read` assembles pos (k,) from stack and working copy: None when pos is exactly the
-        trained blocks, else (hit (h,), src (h,)): the entries of pos that are trained, and their rows
-        in the working copy. Synchronises with the device: the forward builds it once per route."""
-        slot = self._train_slot.index_select(0, pos)  # (k,)
-        if pos.numel() == self.train_blocks.shape[0] and bool((slot == torch.arange(pos.numel(), device=pos.device)).all()):
-            return None
-        hit = torch.nonzero(slot >= 0).reshape(-1)
-        return hit, slot.index_select(0, hit)
-
-    def _read(self, pos: Tensor, plan) -> Tensor:
-        if plan is None:
-            return self.train_blocks  # the trained blocks, in order
-        hit, src = plan
-        out = self.blocks.detach().index_select(0, pos)
-        return out if hit.numel() == 0 else out.index_copy(0, hit, self.train_blocks.index_select(0, src))
-
-    @torch.no_grad()
-    def write(self, positions: Tensor, values: Tensor) -> None:
-        """Overwrite the blocks at stack `positions` with values (k, b, b) (in the working copy too)."""
-        pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
-        self.blocks[pos] = values.to(self.blocks)
-        if self.train_blocks is not None:
-            slot = self._train_slot.index_select(0, pos)
-            hit = torch.nonzero(slot >= 0).reshape(-1)
-            self.train_blocks[slot[hit]] = values.to(self.train_blocks)[hit.to(values.device)]
-
     def compute_dtype(self, x: Tensor) -> torch.dtype:
         """dtype the delta for input x is computed in: autocast's on x's device while it is on, else
         the blocks' dtype (see the module doc)."""
@@ -238,18 +190,19 @@ class SparseBlockLinear(nn.Module):
         move; a new route, growth or a device move replaces the tensors this is keyed on). With a
         working copy, the route's `_read_plan` is cached alongside (begin/end_training drop the cache)."""
         cached = self._route_index
-        if cached is None or cached[0] is not self._route or cached[1] is not self._rows:
+        if cached is None or cached.route is not self._route or cached.rows_key is not self._rows:
             pos = self._route[0]
             with torch.inference_mode(False):  # normal tensors: training may reuse a route cached in eval
                 plan = self._read_plan(pos) if self.train_blocks is not None else None
-                cached = (self._route, self._rows, self._rows.index_select(0, pos), self._cols.index_select(0, pos), plan)
+                cached = _RouteIndex(self._route, self._rows, self._rows.index_select(0, pos),
+                                     self._cols.index_select(0, pos), plan)
             self._route_index = cached
-        return cached[2], cached[3]
+        return cached.rows, cached.cols
 
-    def _inference_plan(self, dtype: torch.dtype) -> tuple:
-        """Everything the no-grad path needs for the current route and compute dtype, built once:
-        (route, _rows, stack, its version, its data pointer, dtype | blocksᵀ (k, b, b) in dtype, rows,
-        cols, weights (k, B, 1, 1) | None, row slots). Reused while route, stack and dtype are
+    def _inference_plan(self, dtype: torch.dtype) -> _InferencePlan:
+        """Everything the no-grad path needs for the current route and compute dtype, built once
+        (`_InferencePlan`: blocksᵀ (k, b, b) in dtype, rows, cols, weights (k, B, 1, 1) | None, row
+        slots, and what it was built from). Reused while route, stack and dtype are
         unchanged: a new Parameter, new storage or an in-place update (seen by the version counter, as
         autograd checks its saved tensors) rebuilds it. Weights equal for every example (one expert for
         the whole batch) are folded into blocksᵀ (in the blocks' dtype, then cast). Holds a copy of the
@@ -257,8 +210,8 @@ class SparseBlockLinear(nn.Module):
         changes or is cleared.
         """
         plan, blocks = self._inference, self.blocks
-        if (plan is not None and plan[0] is self._route and plan[1] is self._rows and plan[2] is blocks
-                and plan[3] == blocks._version and plan[4] == blocks.data_ptr() and plan[5] == dtype):
+        if (plan is not None and plan.route is self._route and plan.rows_key is self._rows and plan.blocks is blocks
+                and plan.version == blocks._version and plan.data_ptr == blocks.data_ptr() and plan.dtype == dtype):
             return plan
         (pos, w), (rows, cols) = self._route, self._routed_index()
         with torch.inference_mode(False):
@@ -269,8 +222,8 @@ class SparseBlockLinear(nn.Module):
             elif w is not None:
                 wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
             slots = torch.unique(rows, return_inverse=True)
-        plan = (self._route, self._rows, blocks, blocks._version, blocks.data_ptr(), dtype,
-                routed.to(dtype).transpose(1, 2), rows, cols, wt, slots)
+        plan = _InferencePlan(self._route, self._rows, blocks, blocks._version, blocks.data_ptr(), dtype,
+                              routed.to(dtype).transpose(1, 2), rows, cols, wt, slots)
         self._inference = plan
         return plan
 
@@ -290,15 +243,16 @@ class SparseBlockLinear(nn.Module):
             return result
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # inference: add into the fresh base output in place, with the per-route tensors built once
-            blocks_t, rows, cols, wt, slots = self._inference_plan(self.compute_dtype(x))[6:]
+            plan = self._inference_plan(self.compute_dtype(x))
+            blocks_t, rows, cols, wt, slots = plan.blocks_t, plan.rows, plan.cols, plan.wt, plan.slots
             if wt is not None and wt.shape[1] != x.shape[0]:
                 wt = self._example_weights(wt, x.shape[0], dim=1)
-            return _delta_add_(result, x, blocks_t, rows, cols, self.grid, wt,
+            return delta_add_(result, x, blocks_t, rows, cols, self.grid, wt,
                                None if result.dtype == blocks_t.dtype else slots)
         pos, w = self._route
         rows, cols = self._routed_index()
         if self.train_blocks is not None:  # (k, b, b); grads reach the working copy
-            blocks = self._read(pos, self._route_index[4])
+            blocks = self._read(pos, self._route_index.read_plan)
         elif pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
             blocks = self.blocks
         else:
@@ -326,63 +280,16 @@ class SparseBlockLinear(nn.Module):
         return f"out={g.out_features}, in={g.in_features}, block_size={g.block_size}, blocks={self.n_blocks}"
 
 
-class SparseBlockLinear4bit(SparseBlockLinear):
-    """Sparse block experts over a bitsandbytes `Linear4bit` (NF4) base: the packed base weight is
-    never dequantised or touched; in/out features come from the layer's attributes."""
-
-    def merged_base(self, positions: Tensor) -> nn.Module:
-        raise ValueError("merge_expert needs a dense base; reload the base in bf16/fp32 to merge, "
-                         "or keep the adapter and route with set_expert")
+_MOVED = {"SparseBlockLinear4bit": "seta.models.bnb", "keep_4bit_differentiable": "seta.models.loading",
+          "wrap_linear": "seta.models.dispatch", "supported_linear": "seta.models.dispatch",
+          "DISPATCHERS": "seta.models.dispatch"}
 
 
-def keep_4bit_differentiable(model: nn.Module) -> int:
-    """bitsandbytes >= 0.49 on a CPU with AVX512-BF16 repacks a Linear4bit's weight, at its first
-    eval-mode forward without grad, for a gemv kernel that has no autograd (input gradients come back
-    None, silently) and rounds the quantisation scales to bf16. Turn that off for every Linear4bit of
-    `model` and undo a repacking that already happened, so 4-bit layers stay differentiable and give
-    the same outputs in train and eval mode. Returns the number of layers changed. No-op on GPU."""
-    try:
-        import bitsandbytes as bnb
-        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-    except ImportError:
-        return 0
-    changed = 0
-    for m in model.modules():
-        if isinstance(m, bnb.nn.Linear4bit):
-            if getattr(m, "support_avx512bf16_for_cpu", False):
-                m.support_avx512bf16_for_cpu = False
-                changed += 1
-            state = getattr(m.weight, "quant_state", None)
-            if state is not None and getattr(state, "packing_format_for_cpu", False):
-                m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(m.weight.data, state)
-    return changed
+def __getattr__(name: str):
+    """Names that lived here before the 4-bit layer, the dispatch and the bitsandbytes work-around
+    got their own modules: still importable from `seta.models.layer`."""
+    if name in _MOVED:
+        import importlib
 
-
-def _dispatch_bnb_4bit(base: nn.Module, **kw):
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return None
-    return SparseBlockLinear4bit(base, **kw) if isinstance(base, bnb.nn.Linear4bit) else None
-
-
-def _dispatch_default(base: nn.Module, **kw):
-    return SparseBlockLinear(base, **kw) if isinstance(base, nn.Linear) else None
-
-
-# Ordered dispatch: the first match wins, the plain default is last (Linear4bit subclasses nn.Linear).
-DISPATCHERS = [_dispatch_bnb_4bit, _dispatch_default]
-
-
-def supported_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and not isinstance(module, SparseBlockLinear)
-
-
-def wrap_linear(base: nn.Module, block_size: int, dtype: torch.dtype = torch.float32) -> SparseBlockLinear:
-    """Wrap a linear layer in the first matching adapter class; ValueError for anything else."""
-    for dispatch in DISPATCHERS:
-        layer = dispatch(base, block_size=block_size, dtype=dtype)
-        if layer is not None:
-            return layer
-    raise ValueError(f"cannot attach sparse block experts to {type(base).__name__}: only nn.Linear and "
-                     "bitsandbytes Linear4bit are supported; narrow target_modules to linear projections")
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ __all__ = [
     "architecture_config",
     "build_from_architecture",
     "TINY_DEFAULTS",
+    "keep_4bit_differentiable",
 ]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -173,8 +174,6 @@ def prepare_for_kbit_training(model, *, gradient_checkpointing: bool = True):
 
     Same protocol as peft's `prepare_model_for_kbit_training`. Call it *before* `attach_experts`.
     """
-    from seta.models.layer import keep_4bit_differentiable
-
     keep_4bit_differentiable(model)  # bitsandbytes' CPU eval repacking has no autograd
     for p in model.parameters():
         p.requires_grad_(False)
@@ -249,3 +248,24 @@ def build_tiny_model(arch: str = "llama", *, vocab_size: int | None = None, toke
     return quantised
 
 
+def keep_4bit_differentiable(model: nn.Module) -> int:
+    """bitsandbytes >= 0.49 on a CPU with AVX512-BF16 repacks a Linear4bit's weight, at its first
+    eval-mode forward without grad, for a gemv kernel that has no autograd (input gradients come back
+    None, silently) and rounds the quantisation scales to bf16. Turn that off for every Linear4bit of
+    `model` and undo a repacking that already happened, so 4-bit layers stay differentiable and give
+    the same outputs in train and eval mode. Returns the number of layers changed. No-op on GPU."""
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    except ImportError:
+        return 0
+    changed = 0
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            if getattr(m, "support_avx512bf16_for_cpu", False):
+                m.support_avx512bf16_for_cpu = False
+                changed += 1
+            state = getattr(m.weight, "quant_state", None)
+            if state is not None and getattr(state, "packing_format_for_cpu", False):
+                m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(m.weight.data, state)
+    return changed

@@ -22,14 +22,10 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
 
-from seta.core.metrics import overall_performance
-from seta.eval.continual import continual_metrics
 from seta.data import encode_answer, encode_prompt
 from seta.eval.generate import generate
 from seta.eval.scorers import score
@@ -42,7 +38,13 @@ from seta.train.config import TrainConfig, save_json
 from seta.train.fingerprint import identity_diff, run_config, run_identity
 from seta.train.memory import PeakMemory
 from seta.train.metrics import MetricsLog
+from seta.train.result import RunResult
+from seta.train.schedule import ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK, answer_budget, cosine_lr_factor
 from seta.train.strategies.base import Strategy
+from seta.train.train_task import NonFiniteLossError, train_task
+
+__all__ = ["ContinualTrainer", "RunResult", "NonFiniteLossError", "ResumeMismatchError", "cosine_lr_factor",
+           "answer_budget", "ANSWER_BUDGET_FACTOR", "ANSWER_BUDGET_SLACK", "CHECKPOINT_NAME", "CONFIG_NAME"]
 
 log = logging.getLogger("seta.train")
 
@@ -52,62 +54,8 @@ CONFIG_NAME = "config.json"
 LEGACY_CHECKPOINT_NAME = "checkpoint.pt"  # pickled, written by seta before checkpoint format 2; never opened
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
-
-
 class ResumeMismatchError(ValueError):
     """The checkpoint found by a resume belongs to another run (other settings, data or base model)."""
-
-
-def cosine_lr_factor(step: int, total: int, warmup: int) -> float:
-    """lr(s)/lr_max = s/warmup for s < warmup, else ½(1 + cos(π (s − warmup)/(total − warmup)))."""
-    if step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
-
-
-ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK = 1.5, 4
-
-
-def answer_budget(answer_lengths, cap: int) -> int:
-    """max_new_tokens of a task: min(cap, ceil(1.5 · L) + 4), L = longest answer in tokens; cap without answers."""
-    lengths = list(answer_lengths)
-    if not lengths:
-        return cap
-    return min(cap, math.ceil(ANSWER_BUDGET_FACTOR * max(lengths)) + ANSWER_BUDGET_SLACK)
-
-
-@dataclass
-class RunResult:
-    """What one strategy's run over a stream produced."""
-
-    method: str
-    tasks: list[str]
-    R: list[list[float]]  # (n, n); NaN where not evaluated
-    base_scores: list[float] | None
-    routing_acc: float | None = None
-    routing_confusion: list[list[int]] | None = None
-    trainable_params: int = 0
-    allocated_params: int | None = None
-    wall_s: float = 0.0
-    peak_mem_mb: float = 0.0
-    extra: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)  # the resolved config (config.json of the run)
-
-    @property
-    def OP(self) -> float:
-        return overall_performance(self.R)
-
-    @property
-    def BWT(self) -> float:
-        """NaN when R lacks the diagonal (MTL is trained once, on every task)."""
-        return continual_metrics(self.R, self.base_scores).BWT
-
-    @property
-    def FWT(self) -> float:
-        return continual_metrics(self.R, self.base_scores).FWT
 
 
 class ContinualTrainer:
@@ -168,77 +116,8 @@ class ContinualTrainer:
 
     # ------------------------------------------------------------- training
     def _train_task(self, t: int, bar_desc: str) -> float:
-        s, cfg = self.strategy, self.cfg
-        examples = self._train_encoding(t)
-        epochs = cfg.epochs_for(t)
-        params = s.trainable_parameters()
-        if not params:
-            raise ValueError(f"strategy {s.name!r} has no trainable parameters for task {t}")
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        micro = [self._epoch_batches(examples, t, e) for e in range(epochs)]
-        n_micro = sum(len(m) for m in micro)
-        total = math.ceil(n_micro / cfg.grad_accum)
-        warmup = int(cfg.warmup_ratio * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda st: cosine_lr_factor(st, total, warmup))
-        s.model.train()
-        device = next(s.model.parameters()).device
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        bar = tqdm(total=total, desc=bar_desc, disable=not self.progress or self.rank != 0, leave=False)
-        step, last = 0, float("nan")
-        sums = {"lm": 0.0, "penalty": 0.0}  # per-step values summed over the task's steps
-        flat = [b for m in micro for b in m]
-        anchoring = getattr(s, "penalty_kind", "other") == "anchoring"
-        for start in range(0, n_micro, cfg.grad_accum):
-            t_step = time.perf_counter()
-            group = flat[start : start + cfg.grad_accum]
-            n_tokens = max(1, sum(e["n_answer"] for g in group for e in g))  # global answer tokens of the step
-            running = running_lm = 0.0
-            for g in group:
-                batch = batches_of(dist.shard(g, self.rank, self.world), s.tokenizer)
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                with autocast:
-                    logits = s.forward_logits(batch, t)
-                    lm = s.lm_loss(batch, logits, t, n_tokens)
-                    loss = lm + s.penalty(t) / (len(group) * self.world)
-                loss.backward()
-                running += float(dist.global_sum(loss.detach().float()))
-                running_lm += float(dist.global_sum(lm.detach().float()))
-            if not math.isfinite(running):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({running}) at step {step} of task {t} ({self.tasks[t].name}); "
-                    f"the last good checkpoint ({self.ckpt_path}) is kept: lower the learning rate or check the data, "
-                    "then rerun with --resume"
-                )
-            dist.sum_gradients(params)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            lr = sched.get_last_lr()[0]  # the rate of this step
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            last = running
-            sums["lm"] += running_lm
-            sums["penalty"] += running - running_lm
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
-            bar.update()
-            self._global_step += 1
-            secs = max(time.perf_counter() - t_step, 1e-9)
-            penalty = running - running_lm
-            self.metrics.write({
-                "kind": "step", "step": self._global_step, "task": t, "task_name": self.tasks[t].name,
-                "task_step": step, "lm_loss": running_lm, "anchor_penalty": penalty if anchoring else 0.0,
-                "other_penalty": 0.0 if anchoring else penalty, "lr": lr,
-                "tokens_per_s": sum(len(e["input_ids"]) for g in group for e in g) / secs,
-                "examples_per_s": sum(len(g) for g in group) / secs, "time": secs})
-            if step % 20 == 0 or step == total:
-                log.info("task %d step %d/%d loss %.4f (lm %.4f, penalty %.4f)", t, step, total, running,
-                         running_lm, running - running_lm)
-        bar.close()
-        self.task_log[t] = {"steps": step, "final_loss": last, "final_lm_loss": running_lm,
-                            "final_penalty": last - running_lm, "mean_lm_loss": sums["lm"] / max(1, step),
-                            "mean_penalty": sums["penalty"] / max(1, step)}
-        return last
+        """Train task t (`seta.train.train_task`); returns the last step's loss."""
+        return train_task(self, t, bar_desc)
 
     # ----------------------------------------------------------- evaluation
     def max_new_tokens(self, j: int) -> int:
