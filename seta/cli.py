@@ -295,10 +295,11 @@ def info(adapter, as_json):
     click.echo(f"{d['adapter']}: {d['method']} (preset {d['preset']}), {len(d['tasks'])} tasks")
     click.echo(f"base: {b['model']} ({b.get('model_type')}, {b['dtype']}{', 4-bit' if b.get('load_in_4bit') else ''}; "
                f"config {b['config_hash']}, weights {b['weights_hash']})")
-    click.echo(f"{'task':<16} {'blocks':>6} {'unique':>6} {'shared':>6} {'features':>8} {'null tau':>9}")
+    w = max([16, *(len(r["task"]) for r in d["tasks"])])  # the task column fits the longest name
+    click.echo(f"{'task':<{w}} {'blocks':>6} {'unique':>6} {'shared':>6} {'features':>8} {'null tau':>9}")
     for r in d["tasks"]:
         tau = "-" if r["null_threshold"] is None else f"{r['null_threshold']:.2f}"
-        click.echo(f"{r['task']:<16} {r['blocks']:>6} {r['unique']:>6} {r['shared']:>6} {r['features_seen'] or 0:>8} {tau:>9}")
+        click.echo(f"{r['task']:<{w}} {r['blocks']:>6} {r['unique']:>6} {r['shared']:>6} {r['features_seen'] or 0:>8} {tau:>9}")
     click.echo(f"blocks: {d['blocks_allocated']} allocated of {d['blocks_total']} (b={d['block_size']}), "
                f"{d['blocks_shared']} shared by 2+ tasks; growth |∪S|/Σ|S| = {d['growth_ratio']:.3f}")
     r = d["routing"]
