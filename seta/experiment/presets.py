@@ -69,7 +69,8 @@ _SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=4, lr=1e-3, max_prompt_len=256
                           eval_batch_size=16, seed=0, answer_prefix=" ")
 SMOLLM2_TASKS = ("vitaminc_fact_verification", "language_identification", "qa_wikidata", "few_shot_nlg", "matrixshapes",
                  "word_unscrambling")
-_SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=1.0,
+# lr = 1e-3 and λ = 0.3: chosen on the validation stream by docs/validation.md's rule (2026-12-02)
+_SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=0.3,
                             gate=GateTrainConfig(steps=200))
 SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, dtype="float32", assets=True,
                  stream=dict(tasks=SMOLLM2_TASKS, max_train=32, max_eval=8, max_test=16), general_limit=30,
