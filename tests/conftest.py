@@ -1,7 +1,6 @@
 """Fixtures shared across test folders."""
 
 import json
-import os
 
 import pytest
 
@@ -14,7 +13,6 @@ def tiny_adapter(tmp_path_factory):
 
     from seta.cli import main
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     run = tmp_path_factory.mktemp("adapter") / "seta"
     result = CliRunner().invoke(main, ["train", "--quick", "--tasks", "FOMC,C-STANCE", "--out", str(run), "--no-progress"])
     assert result.exit_code == 0, result.output

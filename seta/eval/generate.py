@@ -2,7 +2,8 @@
 
 Prompts are left-padded so every row's last prompt token sits at the same
 position and new tokens are appended in lock-step; only the new tokens are
-decoded, cut at the first stop (eos) token. Decoding is greedy
+decoded, cut at the first stop (eos) token and, when given, at the first
+``stop_text`` (a task's answer delimiter, e.g. a newline). Decoding is greedy
 (``do_sample=False``): a documented deviation from TRACE's temperature 0.1.
 
 A routed model (SETA) fixes its route per batch at prefill: ``before_batch``
@@ -73,6 +74,7 @@ def generate(
     progress: bool = True,
     desc: str = "generate",
     group_by: Callable[[list[list[int]]], Sequence | None] | None = None,
+    stop_text: str | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, one string per prompt, in input order.
 
@@ -88,6 +90,8 @@ def generate(
         grouping); prompts are ordered by key (keys in order of their first prompt after the length
         sort, lengths sorted within a key) and then cut into batches, so a batch spans at most two
         keys when a key's prompts fill whole batches. Output order is unchanged.
+    stop_text: the answer ends before its first occurrence in the decoded text (the row also stops
+        generating there, through transformers' ``stop_strings``); None: EOS and the budget only.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -127,6 +131,7 @@ def generate(
     was_training = model.training
     model.eval()
     outputs: list[str] = [""] * len(ids)
+    stop = {"stop_strings": [stop_text], "tokenizer": tokenizer} if stop_text else {}
     try:
         for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
             inputs = left_pad([ids[i] for i in idx], pad_id)
@@ -139,10 +144,12 @@ def generate(
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=sorted(stop_ids),
+                **stop,
             )  # (B, T + new)
             new = out[:, inputs["input_ids"].shape[1] :].tolist()  # (B, <= max_new_tokens)
             for i, toks in zip(idx, new):
-                outputs[i] = tokenizer.decode(cut_at_stop(toks, stop_ids), skip_special_tokens=True)
+                text = tokenizer.decode(cut_at_stop(toks, stop_ids), skip_special_tokens=True)
+                outputs[i] = text.split(stop_text, 1)[0] if stop_text else text
             if after_batch is not None:
                 after_batch(list(idx))
     finally:

@@ -54,6 +54,17 @@ def _load_stream(preset, data_dir, seed: int):
     return list(synthetic_stream(seed=seed, **preset.stream))
 
 
+def _has_manifest(data_dir) -> bool:
+    """A stream directory with a stream.json runs its own task order; a paper preset's TRACE order applies
+    only to a directory of TRACE's folders without one."""
+    from seta.data import read_manifest
+
+    try:
+        return read_manifest(Path(data_dir)) is not None
+    except ValueError:  # a broken manifest: load_trace reports it with the file and what to fix
+        return True
+
+
 def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
     """A function returning a fresh copy of the base model for each method."""
     from seta.models import build_tiny_model, load_base_model
@@ -180,6 +191,8 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
                                "(run `python reproduce/fetch_assets.py` to build it)")
                 general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
                 general_limit = general_limit or cfg.general_limit
+        if data_dir is not None and "order" in cfg.stream and _has_manifest(data_dir):
+            cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "order"})  # its own order
         cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
         cfg = _apply_settings(cfg, file_data, overrides, config_file)
         if show_settings:
@@ -296,7 +309,8 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
     earlier = sorted({r["method"] for r in found} - set(names))
     if earlier:
         click.echo(f"the report also holds earlier finished results in {out_dir}: {', '.join(earlier)}")
-    click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
+    if ability.get("heldout_ppl_base") is not None:  # measured on the tiny preset's own generic text only
+        click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"wrote {files}")
 

@@ -69,7 +69,7 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
                 "base": None if source is None else {**source, **hashes,
                                                      "model_type": getattr(base.config, "model_type", None)},
                 "tasks": [{"name": t.name, "metric": t.metric, "max_new_tokens": trainer.max_new_tokens(j),
-                           "source": sources[j]} for j, t in enumerate(tasks)],
+                           "stop": trainer.answer_stop(j), "source": sources[j]} for j, t in enumerate(tasks)],
                 "train_config": train_cfg.to_dict(), "sparse_config": asdict(strategy.config),
                 "prompt_cap": trainer.prompt_cap}
         write_card(adapter, card)

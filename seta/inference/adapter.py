@@ -79,9 +79,16 @@ class SetaAdapter:
         return self.tasks.index(name)
 
     def _budget(self, task: int | None) -> int:
+        """Task's answer budget; for no task (null route, an unknown task) the largest one, which the
+        card's prompt cap leaves room for."""
         if task is None:
-            return int(self.card["train_config"]["max_new_tokens"])
+            return max((int(t["max_new_tokens"]) for t in self.card["tasks"]),
+                       default=int(self.card["train_config"]["max_new_tokens"]))
         return int(self.card["tasks"][task]["max_new_tokens"])
+
+    def _stop(self, task: int | None) -> str | None:
+        """Task's answer delimiter (cards written before it existed: None, EOS only)."""
+        return None if task is None else self.card["tasks"][task].get("stop")
 
     def _encode(self, prompts) -> list[list[int]]:
         from seta.data import encode_prompt
@@ -147,7 +154,8 @@ class SetaAdapter:
                 self.seta.set_routing(probs[idx])
 
             out = generate(self.seta, self.tokenizer, [ids[i] for i in members], batch_size=batch_size,
-                           max_new_tokens=max_new_tokens or self._budget(group_task), before_batch=before,
+                           max_new_tokens=max_new_tokens or self._budget(group_task),
+                           stop_text=self._stop(group_task), before_batch=before,
                            after_batch=lambda idx: self.seta.clear_route(), progress=progress)
             for i, text in zip(members, out):
                 texts[i] = text
@@ -185,6 +193,7 @@ class SetaAdapter:
                     counts[name] = counts.get(name, 0) + 1
 
             preds = generate(self.seta, self.tokenizer, self._encode(prompts), max_new_tokens=self._budget(j),
+                             stop_text=self._stop(j),
                              batch_size=int(cfg["eval_batch_size"]), before_batch=before,
                              after_batch=lambda idx: self.seta.clear_route(), progress=progress,
                              desc=f"eval {task.name}")

@@ -6,7 +6,8 @@
         method, preset
         base: {kind ("tiny" | "hf"), model (absolute path or hub id), tokenizer, dtype, load_in_4bit,
                model_type, config_hash (the HF config), weights_hash (a strided sample of the weights)}
-        tasks: [{name, metric, max_new_tokens (the answer budget from its training answers), source}]
+        tasks: [{name, metric, max_new_tokens (the answer budget from its training answers),
+                 stop (its answer delimiter, or null), source}]
         train_config, sparse_config (with the gate's), prompt_cap
 
 A task's `source` says where its data came from ({"data_dir": absolute path} or {"synthetic": kwargs,

@@ -5,16 +5,19 @@ from __future__ import annotations
 from seta.data import collate_train, encode_answer, encode_prompt
 
 
-def prompt_cap(cfg, max_positions: int | None) -> int:
-    """Prompt tokens kept at evaluation: max_prompt_len, and room for max_new_tokens within the model's
-    positions. ValueError when max_new_tokens leaves no room for a prompt."""
+def prompt_cap(cfg, max_positions: int | None, new_tokens: int | None = None) -> int:
+    """Prompt tokens kept at evaluation: max_prompt_len, and room for `new_tokens` (the largest answer
+    budget of the stream's tasks; default cfg.max_new_tokens) within the model's positions.
+    ValueError when that budget leaves no room for a prompt."""
     if max_positions is None:
         return cfg.max_prompt_len
-    room = max_positions - cfg.max_new_tokens
+    need = cfg.max_new_tokens if new_tokens is None else new_tokens
+    room = max_positions - need
     if room < 1:
-        raise ValueError(f"TrainConfig.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
-                         f"model's {max_positions} positions: lower max_new_tokens (e.g. --set train.max_new_tokens="
-                         f"{max(1, max_positions // 4)})")
+        raise ValueError(f"answers of up to {need} new tokens (TrainConfig.max_new_tokens={cfg.max_new_tokens}, "
+                         f"and the longest training answer) leave no room for a prompt in the model's "
+                         f"{max_positions} positions: lower max_new_tokens (e.g. --set train.max_new_tokens="
+                         f"{max(1, max_positions // 4)}) or max_answer_len")
     return min(cfg.max_prompt_len, room)
 
 

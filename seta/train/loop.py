@@ -39,7 +39,8 @@ from seta.train.fingerprint import identity_diff, run_config, run_identity
 from seta.train.memory import PeakMemory
 from seta.train.metrics import MetricsLog
 from seta.train.result import RunResult
-from seta.train.schedule import ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK, answer_budget, cosine_lr_factor
+from seta.train.schedule import (ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK, answer_budget, answer_delimiter,
+                                 cosine_lr_factor)
 from seta.train.strategies.base import Strategy
 from seta.train.train_task import NonFiniteLossError, train_task
 
@@ -80,7 +81,9 @@ class ContinualTrainer:
         self.meta = dict(meta or {})
         self.joint = strategy.joint  # MTL: one training stage on every task, only the final row of R
         self.max_positions = max_positions(strategy.model)
-        self.prompt_cap = prompt_cap(config, self.max_positions)  # evaluation: prompt + new tokens fit the model
+        self._budgets: dict[int, int] = {}
+        self.prompt_cap = prompt_cap(  # evaluation: prompt + the largest task's answer budget fit the model
+            config, self.max_positions, max(self.max_new_tokens(j) for j in range(len(self.tasks))))
         strategy.bind(self.tasks, replace(config, max_prompt_len=self.prompt_cap))
         self.progress = progress
         self.rank, self.world = dist.world()
@@ -88,7 +91,6 @@ class ContinualTrainer:
         self.task_log: dict[int, dict] = {}  # task -> LM loss and penalty of its training (see _train_task)
         self._encoded: tuple[int, list[dict]] | None = None  # the current task's encoded training examples
         self._identity: dict | None = None  # run_identity, taken when run() starts
-        self._budgets: dict[int, int] = {}
         self.metrics = MetricsLog(self.out, enabled=metrics and self.rank == 0, tensorboard=tensorboard)
         self._global_step = 0  # optimiser steps over the stream so far (the metrics' "step")
 
@@ -129,6 +131,10 @@ class ContinualTrainer:
             self._budgets[j] = answer_budget(lengths, self.cfg.max_new_tokens)
         return self._budgets[j]
 
+    def answer_stop(self, j: int) -> str | None:
+        """Task j's answer delimiter (`answer_delimiter` over its train answers): a newline for single-line tasks."""
+        return answer_delimiter(e.answer for e in self.tasks[j].train)
+
     def evaluate(self, j: int) -> float:
         """Score on task j's test split, routed the way the strategy routes at inference."""
         task, s, cfg = self.tasks[j], self.strategy, self.cfg
@@ -136,7 +142,7 @@ class ContinualTrainer:
         prompts = [e.prompt for e in exs]
         preds = generate(
             s.model, s.tokenizer, [encode_prompt(s.tokenizer, p, self.prompt_cap) for p in prompts],
-            max_new_tokens=self.max_new_tokens(j), batch_size=cfg.eval_batch_size,
+            max_new_tokens=self.max_new_tokens(j), stop_text=self.answer_stop(j), batch_size=cfg.eval_batch_size,
             before_batch=lambda idx, inputs: s.route(inputs, j), after_batch=lambda idx: s.clear_route(),
             progress=self.progress and self.rank == 0, desc=f"eval {task.name}",
             group_by=lambda ids: s.routing_groups(ids, j),  # SETA: batches of one routed expert

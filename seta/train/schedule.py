@@ -1,10 +1,11 @@
-"""Small pure schedules of the loop: the learning rate and the decoding budget."""
+"""Small pure schedules of the loop: the learning rate, the decoding budget and the answer delimiter."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["cosine_lr_factor", "answer_budget", "ANSWER_BUDGET_FACTOR", "ANSWER_BUDGET_SLACK"]
+__all__ = ["cosine_lr_factor", "answer_budget", "answer_delimiter", "ANSWER_BUDGET_FACTOR", "ANSWER_BUDGET_SLACK",
+           "ANSWER_DELIMITER"]
 
 
 def cosine_lr_factor(step: int, total: int, warmup: int) -> float:
@@ -24,3 +25,15 @@ def answer_budget(answer_lengths, cap: int) -> int:
     if not lengths:
         return cap
     return min(cap, math.ceil(ANSWER_BUDGET_FACTOR * max(lengths)) + ANSWER_BUDGET_SLACK)
+
+
+ANSWER_DELIMITER = "\n"
+
+
+def answer_delimiter(answers) -> str | None:
+    """Where a task's generated answer ends besides EOS: at the first newline when none of its
+    *training* answers holds one (a single-line task), else nowhere (None: EOS or the budget)."""
+    answers = list(answers)
+    if not answers or any(ANSWER_DELIMITER in a for a in answers):
+        return None
+    return ANSWER_DELIMITER

@@ -177,3 +177,31 @@ def test_group_by_keeps_groups_apart_and_the_output_order(model, tok):
     assert sorted(i for b in batches for i in b) == list(range(len(PROMPTS)))
     with pytest.raises(ValueError, match="keys"):
         generate(model, tok, PROMPTS, max_new_tokens=2, progress=False, group_by=lambda ids: ["x"])
+
+
+def test_stop_text_equals_the_full_answer_cut_at_its_first_occurrence(model, tok):
+    """Reference: generate without a delimiter, cut the text at the first stop_text by hand."""
+    full = generate(model, tok, PROMPTS, max_new_tokens=12, batch_size=4, progress=False)
+    for stop in ("a", "=", " "):
+        cut = generate(model, tok, PROMPTS, max_new_tokens=12, batch_size=4, stop_text=stop, progress=False)
+        assert cut == [f.split(stop, 1)[0] for f in full]
+    assert any("a" in f for f in full)  # the random model emits the stop text somewhere: the cut is exercised
+
+
+def test_stop_text_stops_the_row_generating(model, tok):
+    """transformers' stop_strings end a row at its delimiter: fewer new tokens than without it."""
+    lengths = {}
+    inner = model.generate
+
+    def spy(*a, **kw):
+        out = inner(*a, **kw)
+        lengths[kw.get("stop_strings") is not None] = out.shape[1] - kw["input_ids"].shape[1]
+        return out
+
+    model.generate = spy
+    try:
+        full = generate(model, tok, ["abc"], max_new_tokens=12, progress=False)[0]
+        generate(model, tok, ["abc"], max_new_tokens=12, stop_text=full[0], progress=False)
+    finally:
+        del model.generate
+    assert lengths[True] < lengths[False]

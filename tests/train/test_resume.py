@@ -35,7 +35,8 @@ def test_kill_in_the_middle_of_a_task_then_resume_is_bit_exact(make_base, tok, t
     of task 1 and ends with every saved tensor equal to an uninterrupted run's."""
     ref = ContinualTrainer(build_strategy("seta", make_base(), tok, SPARSE), tasks, TRAIN, tmp_path / "ref", progress=False)
     full = ref.run()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the reference's threads: the same summation order
     proc = subprocess.Popen([sys.executable, str(HERE / "resume_worker.py"), str(tmp_path / "cut"), "--pause-in-task", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
