@@ -4,6 +4,8 @@ trainable parameter count, same base weights, same batch, measured side by side 
     python benchmarks/bench_train_step.py                       # mid Llama (hidden 512, 4 layers), CPU fp32
     python benchmarks/bench_train_step.py --4bit                # NF4 base: SETA vs QLoRA
     python benchmarks/bench_train_step.py --device cuda --arch llama2-7b --4bit --grad-ckpt --seq 1024 --batch 4
+    python benchmarks/bench_train_step.py --model ~/.cache/seta/assets/models/SmolLM2-135M-Instruct --block-size 64
+    python benchmarks/bench_train_step.py --arch llama2-7b --layers 1 --4bit --compute-dtype float32 --grad-ckpt  # CPU
 
 LoRA rank r on the target layers fixes the budget n = Σ r·(in+out); SETA gets k = round(n / b²)
 blocks of b x b, chosen at random among all blocks (seeded), allocated and routed with set_expert.
@@ -57,7 +59,18 @@ def quantize_linears_nf4(model: nn.Module, device, compute_dtype=torch.bfloat16)
 
 def build_base(args, device):
     """A fresh base with identical weights on every call (seeded)."""
-    if args.arch:
+    compute = DTYPES[args.compute_dtype]
+    if args.model:  # real weights (e.g. SmolLM2): fp32 from the folder, quantised here for --4bit
+        from seta.models import load_base_model
+
+        model = load_base_model(args.model, dtype="float32", device_map=str(device))
+        if args.four_bit:
+            quantize_linears_nf4(model, device, compute)
+            prepare_for_kbit_training(model, gradient_checkpointing=args.grad_ckpt)
+        elif args.grad_ckpt:
+            enable_gradient_checkpointing(model)
+        vocab = model.config.vocab_size
+    elif args.arch:
         from transformers import AutoModelForCausalLM
 
         cfg = architecture_config(args.arch)
@@ -68,7 +81,7 @@ def build_base(args, device):
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
         if args.four_bit:
-            quantize_linears_nf4(model, device)
+            quantize_linears_nf4(model, device, compute)
             prepare_for_kbit_training(model, gradient_checkpointing=args.grad_ckpt)
         else:
             for p in model.parameters():
@@ -100,6 +113,9 @@ def main():
     p = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--4bit", dest="four_bit", action="store_true", help="NF4 base (SETA vs QLoRA)")
     p.add_argument("--arch", choices=["llama2-7b", "qwen3-4b"], help="random-weight real architecture (GPU)")
+    p.add_argument("--model", help="local HF model folder (real weights) instead of a random base")
+    p.add_argument("--compute-dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                   help="NF4 compute dtype for --arch/--model --4bit (float32: CPUs without bf16 matmul units)")
     p.add_argument("--layers", type=int, default=0, help="truncate depth to N decoder layers")
     p.add_argument("--grad-ckpt", action="store_true", help="non-reentrant gradient checkpointing")
     p.add_argument("--batch", type=int, default=4, help="micro-batch size")
@@ -198,10 +214,10 @@ def main():
                              total=saved["bytes"] + adapter + grads + ostate)
 
     # ---- report ------------------------------------------------------------------------------------
-    kind = f"arch {args.arch} ({'--layers ' + str(args.layers) if args.layers else 'full depth'})" if args.arch \
+    kind = f"model {args.model}" if args.model else f"arch {args.arch} ({'--layers ' + str(args.layers) if args.layers else 'full depth'})" if args.arch \
         else f"mid Llama hidden 512 x {args.layers or MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}"
     print(f"machine: {machine()}")
-    print(f"base: {kind}; {'NF4 4-bit' if args.four_bit else args.dtype}; grad-ckpt {args.grad_ckpt}; "
+    print(f"base: {kind}; {'NF4 4-bit, ' + args.compute_dtype + ' compute' if args.four_bit else args.dtype}; grad-ckpt {args.grad_ckpt}; "
           f"device {device}; batch {args.batch} x seq {args.seq}; targets {','.join(targets)}")
     print(f"trainable params: SETA {n_seta:,} (k={k} blocks of {b}x{b}; allocated {n_seta_alloc:,} incl. "
           f"{args.prior_tasks} prior task(s)) | LoRA {n_lora:,} (r={args.lora_r}) | SETA/LoRA {n_seta / n_lora:.4f}")
