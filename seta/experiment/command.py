@@ -54,17 +54,6 @@ def _load_stream(preset, data_dir, seed: int):
     return list(synthetic_stream(seed=seed, **preset.stream))
 
 
-def _has_manifest(data_dir) -> bool:
-    """A stream directory with a stream.json runs its own task order; a paper preset's TRACE order applies
-    only to a directory of TRACE's folders without one."""
-    from seta.data import read_manifest
-
-    try:
-        return read_manifest(Path(data_dir)) is not None
-    except ValueError:  # a broken manifest: load_trace reports it with the file and what to fix
-        return True
-
-
 def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
     """A function returning a fresh copy of the base model for each method."""
     from seta.models import build_tiny_model, load_base_model
@@ -191,8 +180,6 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
                                "(run `python reproduce/fetch_assets.py` to build it)")
                 general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
                 general_limit = general_limit or cfg.general_limit
-        if data_dir is not None and "order" in cfg.stream and _has_manifest(data_dir):
-            cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "order"})  # its own order
         cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
         cfg = _apply_settings(cfg, file_data, overrides, config_file)
         if show_settings:

@@ -53,9 +53,9 @@ _PAPER_SPARSE = SparseConfig(block_size=256, ratio=0.01, probe_batches=16, fishe
 
 PAPER = {
     "llama2-7b": Preset(name="llama2-7b", arch="llama2-7b", train=_PAPER_TRAIN, sparse=_PAPER_SPARSE,
-                        load_in_4bit=True, needs_model_path=True, stream=dict(order=1)),
+                        load_in_4bit=True, needs_model_path=True),  # order: TRACE 1 without a manifest
     "qwen3-4b": Preset(name="qwen3-4b", arch="qwen3-4b", train=_PAPER_TRAIN, sparse=_PAPER_SPARSE,
-                       load_in_4bit=True, needs_model_path=True, stream=dict(order=1)),
+                       load_in_4bit=True, needs_model_path=True),  # order: TRACE 1 without a manifest
 }
 
 # SmolLM2-135M-Instruct on the default BIG-bench stream (reproduce/fetch_assets.py puts both, and the BBH

@@ -5,13 +5,11 @@ from __future__ import annotations
 from seta.data import collate_train, encode_answer, encode_prompt
 
 
-def prompt_cap(cfg, max_positions: int | None, new_tokens: int | None = None) -> int:
-    """Prompt tokens kept at evaluation: max_prompt_len, and room for `new_tokens` (the largest answer
-    budget of the stream's tasks; default cfg.max_new_tokens) within the model's positions.
-    ValueError when that budget leaves no room for a prompt."""
+def prompt_cap(cfg, max_positions: int | None, need: int) -> int:
+    """Prompt tokens kept at evaluation: max_prompt_len, and room for `need` new tokens (the largest answer
+    budget of the stream's tasks) within the model's positions. ValueError when that leaves no room."""
     if max_positions is None:
         return cfg.max_prompt_len
-    need = cfg.max_new_tokens if new_tokens is None else new_tokens
     room = max_positions - need
     if room < 1:
         raise ValueError(f"answers of up to {need} new tokens (TrainConfig.max_new_tokens={cfg.max_new_tokens}, "
