@@ -197,8 +197,8 @@ def main():
         seta.train()
 
         def step():
-            logits = strategy.forward_logits(batch, t)
-            loss = strategy.lm_loss(batch, logits, t) + strategy.penalty(t)
+            lm, reg = strategy.loss(batch, t)
+            loss = lm + reg
             opt.zero_grad(set_to_none=False)
             loss.backward()
             opt.step()
@@ -206,7 +206,7 @@ def main():
         row["step_s"] = med(interleaved_timing({"step": step}, device, args.warmup, args.repeats)["step"])
         row["optimizer_bytes"] = optimizer_state_bytes(opt) + sum(p.grad.numel() * p.grad.element_size() for p in params)
         seta.eval()
-        strategy.end_training(t)
+        seta.end_training()  # the working copy back (what SparseBlocks.after_task does first)
         del opt
 
         # Fisher of S_t: working copies (the code) vs the whole stack (the layout before)

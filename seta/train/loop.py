@@ -240,7 +240,6 @@ class ContinualTrainer:
             task = self.tasks[t]
             self.strategy.before_task(t, task, lambda t=t: self.probe_batches(t))
             loss = self._train_task(t, f"{self.strategy.name} · task {t + 1}/{n} {task.name}")
-            self.strategy.end_training(t)
             self.strategy.after_task(t, task, lambda t=t: self.probe_batches(t))
             self._encoded = None
             upto = t + 1 + int(self.cfg.eval_next_task and t + 1 < n and not self.joint)

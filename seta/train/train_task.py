@@ -26,7 +26,7 @@ def train_task(trainer, t: int, bar_desc: str) -> float:
     """Train `trainer.strategy` on task t: a fresh AdamW over the strategy's trainable parameters,
     cosine schedule with warmup, gradient accumulation over micro-batches, the step loss
 
-        loss = lm_loss (mean over the step's answer tokens) + penalty(t)      (per optimiser step)
+        loss = data term (mean over the step's answer tokens) + penalty     (per optimiser step; `Strategy.loss`)
 
     with the penalty added once per step (spread over the micro-batches and ranks). Writes one metrics
     record per step and the task's loss figures to `trainer.task_log[t]`; returns the last step's loss.
@@ -61,9 +61,8 @@ def train_task(trainer, t: int, bar_desc: str) -> float:
             batch = batches_of(dist.shard(g, self.rank, self.world), s.tokenizer)
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             with autocast:
-                logits = s.forward_logits(batch, t)
-                lm = s.lm_loss(batch, logits, t, n_tokens)
-                loss = lm + s.penalty(t) / (len(group) * self.world)
+                lm, reg = s.loss(batch, t, n_tokens)
+                loss = lm + reg / (len(group) * self.world)
             loss.backward()
             running += float(dist.global_sum(loss.detach().float()))
             running_lm += float(dist.global_sum(lm.detach().float()))

@@ -34,14 +34,14 @@ if __name__ == "__main__":
     pause = int(sys.argv[sys.argv.index("--pause-in-task") + 1]) if "--pause-in-task" in sys.argv else None
     strategy, trainer = make_run(out)
     if pause is not None:
-        inner = strategy.penalty
+        inner = strategy.loss
 
-        def penalty(t):
+        def loss(batch, t, n_tokens=None):
             if t == pause:
                 print("PAUSED", flush=True)
                 time.sleep(600)
-            return inner(t)
+            return inner(batch, t, n_tokens)
 
-        strategy.penalty = penalty
+        strategy.loss = loss
     trainer.run(resume=True)
     print("DONE", flush=True)

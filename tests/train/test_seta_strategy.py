@@ -75,7 +75,6 @@ def _drive(tok, tasks, scores, rule, ratio, beta, lam, tmp):
             else:
                 assert strategy.anchored is None
             trainer._train_task(t, "test")
-            strategy.end_training(t)
             strategy.after_task(t, task, lambda t=t: trainer.probe_batches(t))
             experts.append(s_t)
             # blocks outside S_t did not move

@@ -1,15 +1,18 @@
 """The small protocol every continual-learning strategy implements.
 
-The loop calls, for each task t of the stream:
+A method writes four hooks (like a mammoth method file); the base class gives every other step a default:
 
     strategy.before_task(t, task, probe_batches)   # e.g. SETA's sensitivity probe + allocation
     params = strategy.trainable_parameters()       # a fresh AdamW is built on these
     for batch in training data of strategy.train_examples(t, stream):
-        loss = strategy.lm_loss(batch, strategy.forward_logits(batch, t), t) + strategy.penalty(t)
+        data_term, penalty = strategy.loss(batch, t)   # step loss = data terms + penalty (once per step)
     strategy.after_task(t, task, probe_batches)    # e.g. Fisher, anchors, routing statistics, gate
     strategy.route(prompt_batch, task_id)          # evaluation: route the way the method routes
     model.generate(...); strategy.clear_route()
 
+Defaults: ``bind`` (the stream's length and the loop's settings), ``train_examples`` (task t's own
+examples), ``trainable_parameters`` (what requires grad), ``routing_groups`` (no grouping), and the
+bookkeeping ``config_dict``, ``param_counts``, ``state_dict`` / ``load_state_dict``, ``save_adapter``.
 A strategy owns its model (base + adapters) as ``self.model``.
 """
 
@@ -80,26 +83,23 @@ class Strategy:
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def forward_logits(self, batch: dict, t: int) -> torch.Tensor:
-        """Logits of the model routed for training task t, (B, T, V)."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    penalty_kind = "other"  # how the metrics file names the penalty: "anchoring" (SETA) or "other"
 
-    penalty_kind = "other"  # how the metrics file names `penalty`: "anchoring" (SETA) or "other"
+    def loss(self, batch: dict, t: int, n_tokens=None) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(data term, penalty) of one training micro-batch of task t.
 
-    def penalty(self, t: int) -> torch.Tensor | float:
-        """Regulariser added to the LM loss (0 for plain sequential fine-tuning)."""
-        return 0.0
+        The data term is the answer-token LM loss over ``n_tokens`` (the step's answer tokens; LwF adds
+        its distillation to it); the penalty is the method's regulariser (SETA's anchoring, EWC, O-LoRA's
+        orthogonality; 0.0 for plain fine-tuning), which the loop adds once per optimiser step."""
+        return answer_token_loss(self.logits(batch), batch["labels"], n_tokens), 0.0
 
-    def lm_loss(self, batch: dict, logits: torch.Tensor, t: int, n_tokens=None) -> torch.Tensor:
-        """Data term of the loss (LwF adds its distillation here); the loop adds ``penalty``."""
-        return answer_token_loss(logits, batch["labels"], n_tokens)
-
-    def end_training(self, t: int) -> None:
-        """Called right after the optimisation of task t, before `after_task` (sparse strategies write
-        their working copy of the trained blocks back here)."""
+    def logits(self, batch: dict) -> torch.Tensor:
+        """Logits of the model as routed for training, (B, T, V) (a helper of `loss`, not a hook)."""
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
 
     def after_task(self, t: int, task, probe_batches) -> None:
-        """Called once after training on task t."""
+        """Called once after training on task t (sparse strategies first write their working copy of the
+        trained blocks back)."""
 
     # ---------------------------------------------------------------- inference
     def route(self, inputs: dict, task_id: int) -> None:

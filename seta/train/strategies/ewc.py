@@ -26,13 +26,15 @@ class EWC(SparseBlocks):
             fisher = normalise_fisher([fisher], valid=[self.seta.valid_mask(ids).to(fisher.device)])[0]
             self.anchored = (ids, anchor.detach(), fisher.detach())
 
-    def penalty(self, t: int):
+    def loss(self, batch, t, n_tokens=None):
+        lm, _ = super().loss(batch, t, n_tokens)
         if self.anchored is None:
-            return 0.0
+            return lm, 0.0
         ids, anchor, fisher = self.anchored
-        return elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.anchor_lambda)
+        return lm, elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.anchor_lambda)
 
     def after_task(self, t, task, probe_batches) -> None:
+        super().after_task(t, task, probe_batches)  # the working copy back into the stacks
         s_t = self.seta.registry.expert(t)
         batches = (_tensors(b) for b in islice(probe_batches(), self.config.fisher_batches))
         self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.fisher_gamma)

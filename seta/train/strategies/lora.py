@@ -69,7 +69,12 @@ class OLoRA(Strategy):
         for name, p in self.model.named_parameters():  # only the newest one trains
             p.requires_grad_(f".task{t}." in name and "lora_" in name)
 
+    def loss(self, batch, t, n_tokens=None):
+        lm, _ = super().loss(batch, t, n_tokens)
+        return lm, self.penalty(t)
+
     def penalty(self, t: int):
+        """λ₁ Σ_{i<t} ‖A_i A_tᵀ‖₁ + λ₂ ‖θ_t‖² (0.0 for the first task without L2)."""
         if t == 0 and self.lambda_l2 == 0:
             return 0.0
         orth = l2 = 0.0

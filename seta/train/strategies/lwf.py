@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from seta.train.strategies.base import answer_token_loss
 from seta.train.strategies.sparse import SparseBlocks
 
 
@@ -39,19 +40,18 @@ class LwF(SparseBlocks):
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
         self.seta.set_expert(self.seta.allocated_ids())  # the student is the deployed model
-        self._teacher = None
 
-    def forward_logits(self, batch, t):
-        self._teacher = None
-        if t > 0 and self.config.lwf_alpha > 0:
-            with torch.no_grad(), self.seta.stored_values():  # the model before task t
-                self._teacher = super().forward_logits(batch, t)
-        return super().forward_logits(batch, t)
+    def teacher_logits(self, batch) -> torch.Tensor:
+        """z_old: the logits of the model before task t (the stored blocks), without gradients. (B, T, V)"""
+        with torch.no_grad(), self.seta.stored_values():
+            return self.logits(batch)
 
-    def lm_loss(self, batch, logits, t, n_tokens=None):
-        lm = super().lm_loss(batch, logits, t, n_tokens)
-        if self._teacher is None:
-            return lm
-        kd = distillation_kl(logits, self._teacher, batch["labels"], self.config.lwf_temperature, n_tokens)
-        self._teacher = None
-        return lm + self.config.lwf_alpha * kd
+    def loss(self, batch, t, n_tokens=None):
+        """(LM + α · distillation to the model before task t, 0.0): the distillation is a data term."""
+        teacher = self.teacher_logits(batch) if t > 0 and self.config.lwf_alpha > 0 else None
+        logits = self.logits(batch)
+        lm = answer_token_loss(logits, batch["labels"], n_tokens)
+        if teacher is None:
+            return lm, 0.0
+        kd = distillation_kl(logits, teacher, batch["labels"], self.config.lwf_temperature, n_tokens)
+        return lm + self.config.lwf_alpha * kd, 0.0

@@ -49,13 +49,16 @@ class Seta(SparseBlocks):
             self.anchored = (ids, anchor.detach(), fisher.detach(), strength)
         self.task_stats[t]["anchored"] = int(ids.numel()) if self.anchored is not None else 0
 
-    def penalty(self, t: int):
+    def loss(self, batch, t, n_tokens=None):
+        """(LM loss, Σ_B (λ_B/2) Σ_e F_Be (θ_Be − θ*_Be)² over the anchored shared blocks of S_t)."""
+        lm, _ = super().loss(batch, t, n_tokens)
         if self.anchored is None:
-            return 0.0
+            return lm, 0.0
         ids, anchor, fisher, strength = self.anchored
-        return elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, strength)
+        return lm, elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, strength)
 
     def after_task(self, t, task, probe_batches) -> None:
+        super().after_task(t, task, probe_batches)  # the working copy back into the stacks
         self._plan = None  # the gate changes below
         cfg = self.config
         s_t = self.seta.registry.expert(t)

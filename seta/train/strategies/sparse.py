@@ -123,11 +123,8 @@ class SparseBlocks(Strategy):
         gradients and AdamW state cover S_t only, not every block earlier tasks allocated."""
         return self.seta.begin_training(self.seta.registry.expert(self.current_task))
 
-    def end_training(self, t: int) -> None:
-        self.seta.end_training()
-
-    def forward_logits(self, batch, t):
-        return self.seta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    def after_task(self, t, task, probe_batches) -> None:
+        self.seta.end_training()  # the trained working copy back into the block stacks
 
     def route(self, inputs, task_id) -> None:
         self.seta.set_expert(self.seta.allocated_ids())  # one model: every block trained so far acts
@@ -200,6 +197,7 @@ class Independent(SparseBlocks):
         self.seta.set_blocks(ids, torch.zeros(ids.numel(), self.config.block_size, self.config.block_size))
 
     def after_task(self, t, task, probe_batches) -> None:
+        super().after_task(t, task, probe_batches)
         self.experts[t] = self.seta.get_blocks(self.seta.registry.expert(t)).detach().clone()
 
     def route(self, inputs, task_id) -> None:
