@@ -45,7 +45,7 @@ from _common import MID_LLAMA, MID_VOCAB, common_args, interleaved_timing, machi
 from seta.models import build_tiny_model, estimate_block_fisher, probe_block_sensitivity
 from seta.models.gate import Router
 from seta.train.gate_training import GateTrainConfig, train_gate
-from seta.train.strategies import SparseConfig, build_strategy
+from seta.train.strategies import SetaConfig, SparseConfig, build_strategy
 
 
 class StubTokenizer:
@@ -164,9 +164,10 @@ def main():
     torch.manual_seed(args.seed)
     base = build_tiny_model("llama", vocab_size=MID_VOCAB, seed=args.seed, dtype=args.dtype, pad_token_id=0,
                             bos_token_id=1, eos_token_id=2, **MID_LLAMA)
-    cfg = SparseConfig(block_size=args.block_size, ratio=args.ratio, gate=GateTrainConfig(steps=args.gate_steps))
+    sparse = SparseConfig(block_size=args.block_size, ratio=args.ratio)
+    cfg = SetaConfig(gate=GateTrainConfig(steps=args.gate_steps))
     tok = StubTokenizer()
-    strategy = build_strategy("seta", base, tok, cfg)
+    strategy = build_strategy("seta", base, tok, sparse, seta=cfg)
     strategy.n_tasks = args.tasks
     seta = strategy.seta
     seta.eval()

@@ -185,7 +185,8 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if show_settings:
             from seta.train.run_config import settings_help
 
-            click.echo(settings_help(type(cfg.train), type(cfg.sparse), (cfg.train, cfg.sparse)))
+            settings = cfg.settings()
+            click.echo(settings_help({k: type(v) for k, v in settings.items()}, settings))
             return
         general = _load_general(general_data, general_tasks, general_limit) if general_tasks.strip() else None
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,

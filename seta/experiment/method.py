@@ -8,7 +8,7 @@ data reloaded from where the card says it came from, so that R still has every c
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -48,7 +48,8 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
     train_cfg = replace(cfg.train, seed=seed)
     base = factory()
     hashes = base_hashes(base)
-    strategy = build_strategy(name, base, tokenizer, replace(cfg.sparse, gate=replace(cfg.sparse.gate, seed=seed)))
+    seta_cfg = replace(cfg.seta, gate=replace(cfg.seta.gate, seed=seed))  # the gate's seed follows the run's
+    strategy = build_strategy(name, base, tokenizer, cfg.sparse, seta=seta_cfg, ewc=cfg.ewc, lwf=cfg.lwf)
     trainer = ContinualTrainer(strategy, tasks, train_cfg, run_dir, progress=progress, meta={"preset": cfg.name},
                                tensorboard=tensorboard)
     start = 0
@@ -70,7 +71,8 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
                                                      "model_type": getattr(base.config, "model_type", None)},
                 "tasks": [{"name": t.name, "metric": t.metric, "max_new_tokens": trainer.max_new_tokens(j),
                            "stop": trainer.answer_stop(j), "source": sources[j]} for j, t in enumerate(tasks)],
-                "train_config": train_cfg.to_dict(), "sparse_config": asdict(strategy.config),
+                "train_config": train_cfg.to_dict(),
+                **{f"{section}_config": value for section, value in strategy.config_dict().items()},
                 "prompt_cap": trainer.prompt_cap}
         write_card(adapter, card)
     else:
@@ -85,9 +87,9 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     from seta.experiment.presets import Preset
     from seta.inference.adapter import base_factory_from_card, load_card_tokenizer
     from seta.inference.card import read_card
+    from seta.inference.card import card_configs
     from seta.train.config import TrainConfig
-    from seta.train.gate_training import GateTrainConfig
-    from seta.train.strategies import SparseConfig, strategy_class
+    from seta.train.strategies import strategy_class
 
     card = read_card(adapter_dir)
     from seta.train.strategies.seta import Seta
@@ -105,9 +107,8 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     n_old, n_new = len(old_tasks), len(new_tasks)
     more = epochs or int(train.epochs[-1])
     train = replace(train, epochs=tuple(train.epochs_for(i) for i in range(n_old)) + (more,) * n_new)
-    sp = dict(card["sparse_config"])
-    sparse = SparseConfig(**{**sp, "target_modules": tuple(sp["target_modules"]), "gate": GateTrainConfig(**sp["gate"])})
-    cfg = Preset(name=card.get("preset") or "adapter", train=train, sparse=sparse)
+    sparse, seta_cfg = card_configs(card)
+    cfg = Preset(name=card.get("preset") or "adapter", train=train, sparse=sparse, seta=seta_cfg)
     tokenizer = load_card_tokenizer(card)
     factory = base_factory_from_card(card)
     sources = [t["source"] for t in card["tasks"]] + list(new_sources)

@@ -63,10 +63,10 @@ def _apply_settings(cfg, file_data, overrides, config_file):
     from seta.train.run_config import ConfigError, resolve
 
     try:
-        train, sparse = resolve(cfg.train, cfg.sparse, file_data, overrides, source=str(config_file))
+        settings = resolve(cfg.settings(), file_data, overrides, source=str(config_file))
     except ConfigError as err:
         fail(str(err), 2)
-    return replace(cfg, train=train, sparse=sparse)
+    return replace(cfg, **settings)
 
 
 def parse_methods(text: str) -> list[str]:

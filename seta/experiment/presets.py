@@ -10,7 +10,10 @@ from seta.experiment.choices import ABLATIONS, ALL_METHODS  # noqa: F401  (re-ex
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig
 from seta.train.pretrain import PretrainConfig
-from seta.train.strategies import SparseConfig
+from seta.train.strategies.ewc import EWCConfig
+from seta.train.strategies.lwf import LwFConfig
+from seta.train.strategies.seta import SetaConfig
+from seta.train.strategies.sparse import SparseConfig
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,10 @@ class Preset:
 
     name: str
     train: TrainConfig
-    sparse: SparseConfig
+    sparse: SparseConfig  # the sparse blocks and their budget (SETA and the sparse-block baselines)
+    seta: SetaConfig = field(default_factory=SetaConfig)  # SETA's own settings (β, λ, routing, gate)
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    lwf: LwFConfig = field(default_factory=LwFConfig)
     arch: str = "llama"  # tiny: llama/qwen3 built from a config; else the shipped architecture name
     tiny_model: dict = field(default_factory=dict)  # config overrides of the tiny base
     pretrain: PretrainConfig | None = None  # tiny only: brief pre-training on generic text
@@ -31,12 +37,20 @@ class Preset:
     general_limit: int | None = None  # BBH items scored before/after (assets presets; None: every item)
     general_max_gen_toks: int | None = None  # BBH decoding cap (None: lm-eval's 256)
 
+    def settings(self) -> dict:
+        """The method settings by section, as `seta.train.run_config` reads and writes them."""
+        return {s: getattr(self, s) for s in SETTINGS}
+
+
+SETTINGS = ("train", "sparse", "seta", "ewc", "lwf")  # the Preset fields a config file / --set can change
+
 
 TINY = Preset(
     name="tiny",
     train=TrainConfig(epochs=(3,), batch_size=16, lr=1e-2, max_new_tokens=16, eval_batch_size=50, seed=0),
-    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4, anchor_lambda=0.3,
-                        gate=GateTrainConfig(steps=200)),
+    sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4),
+    seta=SetaConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200)),
+    ewc=EWCConfig(lam=0.3),  # EWC's λ set to SETA's, as when the two shared one field
     tiny_model=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
     pretrain=PretrainConfig(steps=300),
     stream=dict(n_train=400, n_eval=40, n_test=50),
@@ -44,7 +58,7 @@ TINY = Preset(
 
 QUICK = replace(TINY, name="tiny-quick", train=replace(TINY.train, epochs=(1,)),
                 stream=dict(n_train=120, n_eval=16, n_test=16), pretrain=PretrainConfig(steps=60),
-                sparse=replace(TINY.sparse, gate=GateTrainConfig(steps=40)))
+                seta=replace(TINY.seta, gate=GateTrainConfig(steps=40)))
 
 _PAPER_TRAIN = TrainConfig(epochs=(5, 3, 7, 5, 3, 5, 5, 7), batch_size=4, grad_accum=8, lr=1e-4, warmup_ratio=0.03,
                            max_prompt_len=1024, max_answer_len=512, max_new_tokens=256, eval_batch_size=16,
@@ -70,14 +84,16 @@ _SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=4, lr=1e-3, max_prompt_len=256
 SMOLLM2_TASKS = ("vitaminc_fact_verification", "language_identification", "qa_wikidata", "few_shot_nlg", "matrixshapes",
                  "word_unscrambling")
 # lr = 1e-3 and λ = 0.3: chosen on the validation stream by docs/validation.md's rule (2026-12-02)
-_SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4, anchor_lambda=0.3,
-                            gate=GateTrainConfig(steps=200))
-SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, dtype="float32", assets=True,
+_SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4)
+_SMOL_SETA = SetaConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200))
+SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, seta=_SMOL_SETA,
+                 ewc=EWCConfig(lam=0.3), dtype="float32", assets=True,
                  stream=dict(tasks=SMOLLM2_TASKS, max_train=32, max_eval=8, max_test=16), general_limit=30,
                  general_max_gen_toks=8)  # BBH: 5 items of each of the 6 subtasks, 3-shot (~600-token prompts)
 # --preset smollm2 --quick: every method end to end on three short-prompt tasks, a handful of examples
 SMOLLM2_QUICK = replace(SMOLLM2, name="smollm2-quick", train=replace(_SMOL_TRAIN, max_new_tokens=16),
-                        sparse=replace(_SMOL_SPARSE, probe_batches=1, fisher_batches=1, gate=GateTrainConfig(steps=40)),
+                        sparse=replace(_SMOL_SPARSE, probe_batches=1, fisher_batches=1),
+                        seta=replace(_SMOL_SETA, gate=GateTrainConfig(steps=40)),
                         stream=dict(tasks=("qa_wikidata", "word_unscrambling", "matrixshapes"), max_train=16,
                                     max_eval=4, max_test=8), general_limit=6)
 

@@ -20,7 +20,7 @@ def run_info(cfg, model_path, tasks) -> dict:
     """What results must share to sit in one report: preset, settings (bar the seeds), model, tasks."""
     settings = asdict(cfg)
     settings["train"].pop("seed", None)
-    settings["sparse"]["gate"].pop("seed", None)
+    settings["seta"]["gate"].pop("seed", None)  # the gate seed follows the run seed
     info = {"preset": cfg.name, "settings": settings, "tasks": [t.name for t in tasks],
             "model": None if model_path is None else str(Path(model_path).resolve())}
     return json.loads(json.dumps(info, default=str))

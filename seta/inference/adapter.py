@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from seta.inference.card import base_factory_from_card, check_base, load_base_from_card, load_card_tokenizer, read_card
+from seta.inference.card import (base_factory_from_card, card_routing, check_base, load_base_from_card,
+                                 load_card_tokenizer, read_card)
 from seta.inference.deploy import adapter_info, merge_adapter
 
 __all__ = ["Generation", "SetaAdapter", "adapter_info", "merge_adapter", "base_factory_from_card", "load_base_from_card",
@@ -47,9 +48,9 @@ class SetaAdapter:
 
     def __init__(self, seta, tokenizer, card: dict, directory):
         self.seta, self.tokenizer, self.card, self.directory = seta, tokenizer, card, Path(directory)
-        sp = card["sparse_config"]
-        self.mode = "top1" if sp["routing"] == "oracle" else sp["routing"]
-        self.soft_k, self.null = int(sp["soft_k"]), bool(sp["null_expert"])
+        r = card_routing(card)
+        self.mode = "top1" if r["mode"] == "oracle" else r["mode"]
+        self.soft_k, self.null = r["soft_k"], r["null_expert"]
 
     @classmethod
     def load(cls, directory, *, base=None, device_map=None) -> "SetaAdapter":

@@ -8,7 +8,8 @@
                model_type, config_hash (the HF config), weights_hash (a strided sample of the weights)}
         tasks: [{name, metric, max_new_tokens (the answer budget from its training answers),
                  stop (its answer delimiter, or null), source}]
-        train_config, sparse_config (with the gate's), prompt_cap
+        train_config, sparse_config (the blocks), seta_config (SETA's own, with the gate's), prompt_cap
+        (cards written before the split hold one flat sparse_config: `card_configs` reads both)
 
 A task's `source` says where its data came from ({"data_dir": absolute path} or {"synthetic": kwargs,
 "seed": s}), so that `seta train --from ADAPTER` can continue the stream and score the earlier tasks.
@@ -84,6 +85,37 @@ def check_base(card: dict, model, where) -> None:
             raise ValueError(f"{where} was trained on another base model: its {what} hash is {want[key]} in the "
                              f"adapter card but {have[key]} for the base given ({card['base'].get('model')} "
                              "recorded); load it onto the base it was trained on")
+
+
+# ---- the settings an adapter was trained with -------------------------------------------------------
+def _split_card_configs(card: dict) -> tuple[dict, dict]:
+    """(sparse_config, seta_config) dicts of a card; a card from before the split has one flat sparse_config,
+    whose SETA fields are taken out of it by name."""
+    sparse = dict(card["sparse_config"])
+    if "seta_config" in card:
+        return sparse, dict(card["seta_config"])
+    seta_fields = ("beta", "anchor_lambda", "routing", "soft_k", "null_expert", "null_quantile", "gate")
+    seta = {k: sparse.pop(k) for k in seta_fields if k in sparse}
+    for k in ("fisher_gamma", "lwf_alpha", "lwf_temperature"):  # EWC's and LwF's: not SETA's
+        sparse.pop(k, None)
+    return sparse, seta
+
+
+def card_routing(card: dict) -> dict:
+    """{"mode", "soft_k", "null_expert"}: how the adapter routes at inference (no torch)."""
+    seta = _split_card_configs(card)[1]
+    return {"mode": seta["routing"], "soft_k": int(seta["soft_k"]), "null_expert": bool(seta["null_expert"])}
+
+
+def card_configs(card: dict):
+    """(SparseConfig, SetaConfig) the adapter was trained with."""
+    from seta.train.gate_training import GateTrainConfig
+    from seta.train.strategies.seta import SetaConfig
+    from seta.train.strategies.sparse import SparseConfig
+
+    sparse, seta = _split_card_configs(card)
+    sparse["target_modules"] = tuple(sparse["target_modules"])
+    return SparseConfig(**sparse), SetaConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
 
 
 # ---- the base and tokenizer an adapter names ------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seta.inference.card import check_base, load_base_from_card, load_card_tokenizer, read_card
+from seta.inference.card import card_routing, check_base, load_base_from_card, load_card_tokenizer, read_card
 
 __all__ = ["merge_adapter", "adapter_info"]
 
@@ -68,12 +68,11 @@ def adapter_info(adapter_dir) -> dict:
                      "shared": int(s.numel()) - unique, "max_new_tokens": entry["max_new_tokens"],
                      "features_seen": None if stats is None else int(stats.n),
                      "null_threshold": router.thresholds.get(t)})
-    sp = card["sparse_config"]
     info = {"adapter": str(d), "method": card["method"], "preset": card.get("preset"), "base": card["base"],
             "tasks": rows, "block_size": cfg["expert_config"]["block_size"], "blocks_total": reg.n_blocks,
             "blocks_allocated": int(reg.allocated().numel()), "blocks_shared": int(reg.shared().numel()),
             "sum_of_experts": sum(r["blocks"] for r in rows), "growth_ratio": reg.growth_ratio(),
-            "routing": {"mode": sp["routing"], "soft_k": sp["soft_k"], "null_expert": sp["null_expert"]}}
+            "routing": card_routing(card)}
     result = d.parent / "result.json"
     if result.is_file():
         try:

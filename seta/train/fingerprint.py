@@ -3,8 +3,8 @@
     identity = run_identity(strategy, tasks, train_config, extra={"preset": "tiny"})
     problems = identity_diff(saved, identity)   # ["train_config.lr: 0.001 in the checkpoint, 0.002 now", ...]
 
-The identity holds the resolved config (`run_config`: the method and its settings, e.g. SparseConfig,
-the TrainConfig and the caller's extras), the task list, a SHA-256 per task and split of the examples, and a fingerprint of the
+The identity holds the resolved config (`run_config`: the method and its settings, e.g. {"sparse": SparseConfig,
+"seta": SetaConfig with its gate}, the TrainConfig and the caller's extras), the task list, a SHA-256 per task and split of the examples, and a fingerprint of the
 base model: its HF config, the names, shapes and dtypes of its parameters and a strided sample of
 the values of each of them (4096 values per tensor), cheap even at 7B.
 """
@@ -60,8 +60,8 @@ def model_fingerprint(model) -> dict:
 
 
 def run_config(strategy, train_config, extra: dict | None = None) -> dict:
-    """The resolved configuration of a run, as JSON: the method, its settings (the strategy's config,
-    e.g. SparseConfig with its gate), the TrainConfig and `extra` (e.g. {"preset": "tiny"}). Written as
+    """The resolved configuration of a run, as JSON: the method, its settings (`strategy.config_dict()`,
+    e.g. {"sparse": SparseConfig, "seta": SetaConfig with its gate}), the TrainConfig and `extra` (e.g. {"preset": "tiny"}). Written as
     config.json next to the checkpoint and into summary.json; the first part of `run_identity`."""
     config = {"method": strategy.name, "strategy": type(strategy).__name__, "strategy_config": strategy.config_dict(),
               "train_config": train_config.to_dict(), **(extra or {})}

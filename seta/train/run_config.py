@@ -2,14 +2,16 @@
 
     # run.yaml                                   # or the same as JSON
     train:  {lr: 0.01, epochs: [3]}
-    sparse: {ratio: 0.1, anchor_lambda: 0.3}
-    gate:   {steps: 200}                          # = sparse.gate
+    sparse: {ratio: 0.1}
+    seta:   {anchor_lambda: 0.3}
+    gate:   {steps: 200}                          # = seta.gate
 
-    train, sparse = resolve(TRAIN, SPARSE, read_config_file("run.yaml"), ["train.lr=1e-3", "gate.steps=50"])
+    settings = resolve(preset.settings(), read_config_file("run.yaml"), ["train.lr=1e-3", "gate.steps=50"])
 
-Keys are ``train.<field>`` (`TrainConfig`), ``sparse.<field>`` (`SparseConfig`) and ``gate.<field>``
-(`GateTrainConfig`, also spelt ``sparse.gate.<field>``). The file is applied first, then every ``--set``
-in order. A value is checked against the field's type (an int field takes 3, not 3.5 or "3"; a
+Keys are ``<section>.<field>`` of the sections the caller passes (a run's: ``train`` `TrainConfig`,
+``sparse`` `SparseConfig`, ``seta`` `SetaConfig`, ``ewc`` `EWCConfig`, ``lwf`` `LwFConfig`) and
+``gate.<field>`` (`GateTrainConfig`, SETA's gate; also spelt ``seta.gate.<field>`` or, as before the
+settings were split, ``sparse.gate.<field>``). The file is applied first, then every ``--set`` in order. A value is checked against the field's type (an int field takes 3, not 3.5 or "3"; a
 ``--set`` value is read from its text: ``true``/``false``, numbers, ``none``, lists as ``3,2`` or
 ``[3, 2]``), then the dataclass's own validation runs. Every mistake is a `ConfigError` (a ValueError)
 of one line naming the file or ``--set`` and the field: unknown keys list the close matches. The field
@@ -26,11 +28,19 @@ import difflib
 import inspect
 import json
 import textwrap
-import types
 import typing
 from pathlib import Path
 
-SECTIONS = ("train", "sparse", "gate")
+from seta.train.setting_types import check_value, from_text, type_name
+
+SECTIONS = ("train", "sparse", "seta", "ewc", "lwf", "gate")
+NESTED = {"gate": ("seta", "gate")}  # a section that is a field of another: gate.* = seta.gate.*
+GATE_SPELLINGS = ("seta.gate.", "sparse.gate.")  # other spellings of gate.* (the second: before the split)
+# settings that lived in `sparse` before SETA's, EWC's and LwF's got their own sections
+MOVED = {"sparse.beta": "seta.beta", "sparse.anchor_lambda": "seta.anchor_lambda (SETA) and ewc.lam (EWC)",
+         "sparse.routing": "seta.routing", "sparse.soft_k": "seta.soft_k", "sparse.null_expert": "seta.null_expert",
+         "sparse.null_quantile": "seta.null_quantile", "sparse.fisher_gamma": "ewc.gamma",
+         "sparse.lwf_alpha": "lwf.alpha", "sparse.lwf_temperature": "lwf.temperature"}
 
 
 class ConfigError(ValueError):
@@ -105,48 +115,43 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _sections(train_cls, sparse_cls) -> dict[str, type]:
-    gate_cls = typing.get_type_hints(sparse_cls)["gate"]
-    return {"train": train_cls, "sparse": sparse_cls, "gate": gate_cls}
+def _nested_field(section: str, name: str) -> bool:
+    return (section, name) in NESTED.values()
 
 
-def known_keys(train_cls, sparse_cls) -> dict[str, tuple[type, object, str]]:
-    """{"section.field": (type, default, help)} of every setting (the nested gate as ``gate.*``)."""
+def known_keys(classes: dict[str, type]) -> dict[str, tuple[type, object, str]]:
+    """{"section.field": (type, default, help)} of every setting of classes {section: config class}
+    (a nested section such as the gate's listed as ``gate.*``)."""
+    classes = dict(classes)
+    for alias, (parent, name) in NESTED.items():
+        if parent in classes:
+            classes[alias] = typing.get_type_hints(classes[parent])[name]
     out = {}
-    for section, cls in _sections(train_cls, sparse_cls).items():
+    for section, cls in classes.items():
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
         for f in dataclasses.fields(cls):
-            if section == "sparse" and f.name == "gate":
+            if _nested_field(section, f.name):
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             out[f"{section}.{f.name}"] = (hints[f.name], default, docs.get(f.name, ""))
     return out
 
 
-def _type_name(tp) -> str:
-    if typing.get_origin(tp) in (types.UnionType, typing.Union):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return "none" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def settings_help(train_cls, sparse_cls, current: tuple | None = None) -> str:
-    """One paragraph per setting: key, type, value (the defaults, or `current` = (train, sparse)), docstring."""
-    values = _flat(*current) if current is not None else {}
+def settings_help(classes: dict[str, type], current: dict | None = None) -> str:
+    """One paragraph per setting: key, type, value (the defaults, or `current` = {section: config}), docstring."""
+    values = _flat(current) if current is not None else {}
     lines = []
-    for key, (tp, default, doc) in known_keys(train_cls, sparse_cls).items():
+    for key, (tp, default, doc) in known_keys(classes).items():
         value = values.get(key, default)
         shown = json.dumps(list(value) if isinstance(value, tuple) else value)
-        lines.append(f"{key} ({_type_name(tp)}) = {shown}\n    {doc}")
+        lines.append(f"{key} ({type_name(tp)}) = {shown}\n    {doc}")
     return "\n".join(lines)
 
 
-def _flat(train, sparse) -> dict:
-    out = {f"train.{f.name}": getattr(train, f.name) for f in dataclasses.fields(train)}
-    out.update({f"sparse.{f.name}": getattr(sparse, f.name) for f in dataclasses.fields(sparse) if f.name != "gate"})
-    out.update({f"gate.{f.name}": getattr(sparse.gate, f.name) for f in dataclasses.fields(sparse.gate)})
-    return out
+def _flat(settings: dict) -> dict:
+    settings = {**settings, **{a: getattr(settings[p], n) for a, (p, n) in NESTED.items() if p in settings}}
+    return {f"{s}.{f.name}": getattr(cfg, f.name) for s, cfg in settings.items() for f in dataclasses.fields(cfg)
+            if not _nested_field(s, f.name)}
 
 
 def _close(key: str, known) -> str:
@@ -157,128 +162,70 @@ def _close(key: str, known) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-# ------------------------------------------------------------------------------------- values
-def _from_text(text: str, tp):
-    """A ``--set`` value's text as a value of type tp (ValueError when it is not one)."""
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if type(None) in args and text.lower() in ("none", "null", ""):
-            return None
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _from_text(text, arg)
-                except ValueError:
-                    pass
-        raise ValueError
-    if origin is tuple:
-        body = text.strip()
-        if body.startswith("[") and body.endswith("]"):
-            body = body[1:-1]
-        parts = [p.strip().strip("'\"") for p in body.split(",") if p.strip()]
-        return tuple(_from_text(p, typing.get_args(tp)[0]) for p in parts)
-    if tp is bool:
-        low = text.lower()
-        if low in ("true", "yes", "on", "1"):
-            return True
-        if low in ("false", "no", "off", "0"):
-            return False
-        raise ValueError
-    if tp is int:
-        return int(text)
-    if tp is float:
-        return float(text)
-    if tp is str:
-        return text
-    raise ValueError
-
-
-def _check_value(value, tp):
-    """A value read from a file, checked against type tp (ValueError when it is not one)."""
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        for arg in typing.get_args(tp):
-            if arg is type(None) and value is None:
-                return None
-            if arg is not type(None):
-                try:
-                    return _check_value(value, arg)
-                except ValueError:
-                    pass
-        raise ValueError
-    if origin is tuple:
-        if not isinstance(value, list):
-            value = [value]  # one value for a list field (e.g. epochs: 3)
-        return tuple(_check_value(v, typing.get_args(tp)[0]) for v in value)
-    if tp is bool and isinstance(value, bool):
-        return value
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is str and isinstance(value, str):
-        return value
-    raise ValueError
-
-
 # ------------------------------------------------------------------------------------- resolving
-def resolve(train, sparse, file_data: dict | None = None, overrides=(), *, source: str = "config file"):
-    """(TrainConfig, SparseConfig) = the given ones with the file's sections, then every override, applied.
+def resolve(settings: dict, file_data: dict | None = None, overrides=(), *, source: str = "config file") -> dict:
+    """{section: config} = `settings` ({section: config}) with the file's sections, then every override, applied.
 
     file_data: `read_config_file`'s result (source: its path, for messages); overrides: ``--set`` items,
     strings ``key=value``. ConfigError (one line) for any key, type or value that is wrong."""
-    known = known_keys(type(train), type(sparse))
+    known = known_keys({s: type(c) for s, c in settings.items()})
     changes: dict[str, tuple[object, str]] = {}  # key -> (value, where it came from)
     for section, fields_ in (file_data or {}).items():
         if section not in SECTIONS:
             raise ConfigError(f"{source}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
         for name, value in fields_.items():
-            if section == "sparse" and name == "gate":
+            if section in ("seta", "sparse") and name == "gate":
                 if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: sparse.gate must be a mapping of field: value")
+                    raise ConfigError(f"{source}: {section}.gate must be a mapping of field: value")
                 items = [(f"gate.{k}", v) for k, v in value.items()]
             else:
                 items = [(f"{section}.{name}", value)]
             for key, v in items:
                 changes[key] = (_checked(key, v, known, source, text=False), source)
     for key, text in parse_set(overrides):
-        key = "gate." + key[len("sparse.gate."):] if key.startswith("sparse.gate.") else key
+        for spelling in GATE_SPELLINGS:
+            key = "gate." + key[len(spelling):] if key.startswith(spelling) else key
         changes[key] = (_checked(key, text, known, f"--set {key}", text=True), f"--set {key}")
-    return _build(train, sparse, changes)
+    return _build(settings, changes)
 
 
 def _checked(key, value, known, where, text: bool):
+    if key in MOVED:
+        raise ConfigError(f"{where}: {key} is now {MOVED[key]} (SETA's, EWC's and LwF's own settings have their "
+                          "own sections; list them with --show-settings)")
     if key not in known:
+        sections = sorted({k.split(".", 1)[0] for k in known}, key=SECTIONS.index)
         raise ConfigError(f"{where}: unknown setting {key!r}{_close(key, known)}; the settings are "
-                          f"{', '.join(s + '.*' for s in SECTIONS)} (list them with --show-settings)")
+                          f"{', '.join(s + '.*' for s in sections)} (list them with --show-settings)")
     tp = known[key][0]
     try:
-        return _from_text(value, tp) if text else _check_value(value, tp)
+        return from_text(value, tp) if text else check_value(value, tp)
     except (ValueError, TypeError):
         shown = repr(value) if text else json.dumps(value)
-        raise ConfigError(f"{where}: {key} takes {_type_name(tp)}, got {shown}") from None
+        raise ConfigError(f"{where}: {key} takes {type_name(tp)}, got {shown}") from None
 
 
-def _build(train, sparse, changes: dict):
+def _build(settings: dict, changes: dict) -> dict:
     by = {s: {} for s in SECTIONS}
     where = {s: {} for s in SECTIONS}
     for key, (value, src) in changes.items():
         section, name = key.split(".", 1)
         by[section][name], where[section][name] = value, src
-    try:
-        gate = dataclasses.replace(sparse.gate, **by["gate"]) if by["gate"] else sparse.gate
-    except ValueError as err:
-        raise ConfigError(_invalid("gate", where, err)) from None
-    try:
-        sparse = dataclasses.replace(sparse, gate=gate, **by["sparse"])
-    except ValueError as err:
-        raise ConfigError(_invalid("sparse", where, err)) from None
-    try:
-        train = dataclasses.replace(train, **by["train"]) if by["train"] else train
-    except ValueError as err:
-        raise ConfigError(_invalid("train", where, err)) from None
-    return train, sparse
+    for alias, (parent, name) in NESTED.items():  # a nested section first: its parent takes it as one field
+        if by[alias]:
+            try:
+                by[parent][name] = dataclasses.replace(getattr(settings[parent], name), **by[alias])
+            except ValueError as err:
+                raise ConfigError(_invalid(alias, where, err)) from None
+            where[parent].setdefault(name, sorted(set(where[alias].values()))[0])
+    out = dict(settings)
+    for section, cfg in settings.items():
+        if by[section]:
+            try:
+                out[section] = dataclasses.replace(cfg, **by[section])
+            except ValueError as err:
+                raise ConfigError(_invalid(section, where, err)) from None
+    return out
 
 
 def _invalid(section, where, err) -> str:
@@ -286,6 +233,6 @@ def _invalid(section, where, err) -> str:
     return f"{', '.join(srcs)}: {' '.join(str(err).split())}"
 
 
-def resolved_dict(train, sparse) -> dict:
-    """The settings as JSON-ready data: {"train": {...}, "sparse": {..., "gate": {...}}}."""
-    return json.loads(json.dumps({"train": dataclasses.asdict(train), "sparse": dataclasses.asdict(sparse)}))
+def resolved_dict(settings: dict) -> dict:
+    """The settings as JSON-ready data: {section: {field: value, ...}} (the gate inside "seta")."""
+    return json.loads(json.dumps({s: dataclasses.asdict(c) for s, c in settings.items()}))

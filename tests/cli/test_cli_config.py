@@ -17,10 +17,11 @@ def test_train_takes_a_config_file_and_overrides(tmp_path):
                                        "--no-progress"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["train_config"]["lr"] == 0.002 and config["strategy_config"]["ratio"] == 0.05
-    assert config["strategy_config"]["gate"]["steps"] == 5
+    assert config["train_config"]["lr"] == 0.002 and config["strategy_config"]["sparse"]["ratio"] == 0.05
+    assert config["strategy_config"]["seta"]["gate"]["steps"] == 5
     card = read_card(out / "adapter")
-    assert card["train_config"] == config["train_config"] and card["sparse_config"] == config["strategy_config"]
+    assert card["train_config"] == config["train_config"] and card["sparse_config"] == config["strategy_config"]["sparse"]
+    assert card["seta_config"] == config["strategy_config"]["seta"]
     assert [r for r in read_metrics(out) if r["kind"] == "step"][0]["lr"] == 0.002
 
 

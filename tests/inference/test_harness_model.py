@@ -23,19 +23,17 @@ def reference(tiny_adapter):
     from transformers import AutoModelForCausalLM
 
     from seta.eval.harness import RoutedLM
-    from seta.inference.card import read_card
+    from seta.inference.card import card_configs, read_card
     from seta.inference.routed import strategy_route
     from seta.models import load_tokenizer
     from seta.train.checkpoint import load_checkpoint
-    from seta.train.gate_training import GateTrainConfig
-    from seta.train.strategies import SparseConfig, build_strategy
+    from seta.train.strategies import build_strategy
 
     card = read_card(tiny_adapter["dir"])
-    sp = dict(card["sparse_config"])
-    sparse = SparseConfig(**{**sp, "target_modules": tuple(sp["target_modules"]), "gate": GateTrainConfig(**sp["gate"])})
+    sparse, seta_cfg = card_configs(card)
     base = AutoModelForCausalLM.from_pretrained(card["base"]["model"], dtype="float32")
     tok = load_tokenizer(card["base"]["tokenizer"])
-    strategy = build_strategy("seta", base, tok, sparse)
+    strategy = build_strategy("seta", base, tok, sparse, seta=seta_cfg)
     strategy.load_state_dict(load_checkpoint(tiny_adapter["run"] / "checkpoint.safetensors")["strategy"])
     strategy.seta.eval()
     route, clear = strategy_route(strategy)

@@ -51,10 +51,11 @@ def test_file_and_overrides_are_the_config_that_runs_and_is_recorded(run_all, st
     assert summary["methods"]["seta"]["config"] == [config]
     assert json.loads(load_checkpoint(run_dir / "checkpoint.safetensors")["identity"])["config"] == config
     assert config["train_config"]["lr"] == 0.003 and config["train_config"]["batch_size"] == 4  # --set beats the file
-    assert config["strategy_config"]["ratio"] == 0.05
-    assert config["strategy_config"]["gate"]["steps"] == 5 and config["strategy_config"]["gate"]["kl_weight"] == 0.5
+    assert config["strategy_config"]["sparse"]["ratio"] == 0.05
+    gate = config["strategy_config"]["seta"]["gate"]
+    assert gate["steps"] == 5 and gate["kl_weight"] == 0.5
     top = summary["config"]
-    assert top["train"]["lr"] == 0.003 and top["sparse"]["gate"]["steps"] == 5 and top["name"] == "tiny-quick"
+    assert top["train"]["lr"] == 0.003 and top["seta"]["gate"]["steps"] == 5 and top["name"] == "tiny-quick"
     # ... and it is what ran: the first step's rate is train.lr (no warm-up), 20 examples in batches of 4 = 5 steps
     steps = [r for r in read_metrics(run_dir) if r["kind"] == "step"]
     assert steps[0]["lr"] == 0.003 and [r["task_step"] for r in steps if r["task"] == 0] == [1, 2, 3, 4, 5]

@@ -18,14 +18,14 @@ from seta.train.loop import ContinualTrainer
 from seta.train.strategies import build_strategy
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from train_helpers import SPARSE, TRAIN  # noqa: E402
+from train_helpers import SETA, SPARSE, TRAIN  # noqa: E402
 
 
 def make_run(out, name="seta"):
     tok = build_tiny_tokenizer()
     tasks = list(synthetic_stream(seed=0, n_train=24, n_eval=6, n_test=6))[:3]
     torch.manual_seed(0)
-    strategy = build_strategy(name, build_tiny_model("llama", tokenizer=tok, seed=0), tok, SPARSE)
+    strategy = build_strategy(name, build_tiny_model("llama", tokenizer=tok, seed=0), tok, SPARSE, seta=SETA)
     return strategy, ContinualTrainer(strategy, tasks, TRAIN, out, progress=False)
 
 

@@ -9,7 +9,7 @@ from seta.models import max_positions
 from seta.train.loop import ContinualTrainer
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 
 def _long_task():
@@ -19,7 +19,7 @@ def _long_task():
 
 
 def test_prompt_caps_respect_the_models_positions(make_base, tok, tmp_path):
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     n_pos = max_positions(strategy.model)
     assert n_pos == 256
     cfg = replace(TRAIN, max_prompt_len=1024, max_new_tokens=8)
@@ -41,14 +41,14 @@ def test_prompt_caps_respect_the_models_positions(make_base, tok, tmp_path):
 
 def test_the_prompt_cap_reserves_the_largest_task_budget_not_the_global_cap(make_base, tok, tmp_path):
     """A paper preset's max_new_tokens=256 on a 256-position model: short answers leave room for prompts."""
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, [_long_task()], replace(TRAIN, max_new_tokens=256), tmp_path, progress=False)
     budget = trainer.max_new_tokens(0)
     assert budget < 256 and trainer.prompt_cap == 256 - budget
 
 
 def test_answers_longer_than_the_positions_allow_are_a_clear_error(make_base, tok, tmp_path):
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     long_answer = " ".join(["word"] * 300)
     ex = [Example(f"item {i}\nAnswer:", long_answer) for i in range(4)]
     task = Task("LONGANS", "exact_match", tuple(ex), (), tuple(ex))
@@ -66,7 +66,7 @@ def test_answer_delimiter_is_a_newline_for_single_line_tasks_only():
 
 
 def test_trainer_stops_single_line_tasks_at_a_newline(make_base, tok, tmp_path):
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     one = Task("ONE", "exact_match", tuple(Example(f"q{i}", "a") for i in range(4)), (),
                tuple(Example(f"q{i}", "a") for i in range(4)))
     multi = Task("MULTI", "exact_match", tuple(Example(f"q{i}", "a\nb") for i in range(4)), (), ())

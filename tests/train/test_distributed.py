@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 from dataclasses import replace
 
@@ -20,7 +20,7 @@ def _train(out_dir, tasks):
 
     torch.manual_seed(0)
     tok = build_tiny_tokenizer()
-    strategy = build_strategy("seqft-sparse", build_tiny_model("llama", tokenizer=tok, seed=0), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", build_tiny_model("llama", tokenizer=tok, seed=0), tok, SPARSE, seta=SETA)
     cfg = replace(TRAIN, eval_next_task=False, max_eval_examples=2, grad_accum=2)
     ContinualTrainer(strategy, tasks, cfg, out_dir, progress=False).run(base_scores=[0.0] * len(tasks))
     return strategy.seta.get_blocks(strategy.seta.allocated_ids()).detach()

@@ -11,7 +11,7 @@ import seta.train.loop as loop_mod
 from seta.train.loop import ContinualTrainer
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 
 def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(make_base, tok, tasks, tmp_path):
@@ -19,7 +19,7 @@ def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(
     scores and routing log as routing each batch on its own (routing_groups disabled), in as many
     batches, with each route's prompts contiguous (the reference interleaves them)."""
     torch.manual_seed(0)
-    strategy = build_strategy("seta", make_base(), tok, replace(SPARSE, null_expert=False))
+    strategy = build_strategy("seta", make_base(), tok, SPARSE, seta=replace(SETA, null_expert=False))
     trainer = ContinualTrainer(strategy, tasks, replace(TRAIN, eval_batch_size=4), tmp_path, progress=False)
     trainer.run(base_scores=[0.0] * len(tasks))
     seta = strategy.seta

@@ -12,11 +12,11 @@ from seta.train.config import TrainConfig
 from seta.train.loop import CHECKPOINT_NAME, ContinualTrainer, NonFiniteLossError, cosine_lr_factor
 from seta.train.strategies import STRATEGIES, build_strategy
 
-from train_helpers import SPARSE, TRAIN, assert_same_checkpoint
+from train_helpers import SETA, SPARSE, TRAIN, assert_same_checkpoint
 
 
 def _run(name, make_base, tok, tasks, out, **kw):
-    strategy = build_strategy(name, make_base(), tok, SPARSE)
+    strategy = build_strategy(name, make_base(), tok, SPARSE, seta=SETA)
     return ContinualTrainer(strategy, tasks, TRAIN, out, progress=False).run(**kw), strategy
 
 
@@ -50,7 +50,7 @@ def test_seta_protects_base_and_routes(make_base, tok, tasks, tmp_path):
     base = make_base()
     params = list(base.parameters())  # the base's own tensors, wrapped in place by the adapter
     before = [p.detach().clone() for p in params]
-    strategy = build_strategy("seta", base, tok, SPARSE)
+    strategy = build_strategy("seta", base, tok, SPARSE, seta=SETA)
     res = ContinualTrainer(strategy, tasks, TRAIN, tmp_path, progress=False).run()
     assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
     assert not any(p.requires_grad for p in params)
@@ -60,11 +60,11 @@ def test_seta_protects_base_and_routes(make_base, tok, tasks, tmp_path):
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(make_base, tok, tasks, tmp_path):
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks, TRAIN, tmp_path, progress=False)
     trainer.run(stop_after=1)
     good = load_checkpoint(tmp_path / CHECKPOINT_NAME)
-    fresh = build_strategy("seqft-sparse", make_base(), tok, SPARSE)  # a new process, as after a crash
+    fresh = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)  # a new process, as after a crash
     inner = fresh.loss
     fresh.loss = lambda batch, t, n=None: (inner(batch, t, n)[0], torch.tensor(float("nan")))  # a NaN penalty
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
@@ -114,7 +114,7 @@ def test_working_copy_trains_like_the_whole_stack(name, make_base, tok, tasks, t
     gradient)."""
     fast, s_fast = _run(name, make_base, tok, tasks, tmp_path / "fast")
 
-    strategy = build_strategy(name, make_base(), tok, SPARSE)
+    strategy = build_strategy(name, make_base(), tok, SPARSE, seta=SETA)
     strategy.trainable_parameters = strategy.seta.block_parameters  # the whole stacks, no working copy
     ref = ContinualTrainer(strategy, tasks, TRAIN, tmp_path / "ref", progress=False).run()
     ids = strategy.seta.allocated_ids()

@@ -14,7 +14,7 @@ from seta.models import build_tiny_model
 from seta.train.loop import ContinualTrainer, answer_budget
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 
 def _small(tasks):
@@ -23,7 +23,7 @@ def _small(tasks):
 
 
 def _seta_run(base, tok, tasks, out, bf16):
-    strategy = build_strategy("seta", base, tok, SPARSE)
+    strategy = build_strategy("seta", base, tok, SPARSE, seta=SETA)
     cfg = replace(TRAIN, bf16=bf16, eval_next_task=False)
     res = ContinualTrainer(strategy, _small(tasks), cfg, out, progress=False).run()
     return res, strategy
@@ -97,7 +97,7 @@ def test_each_task_is_decoded_with_its_own_answer_budget(make_base, tok, tmp_pat
         return real(model, tokenizer, prompts, max_new_tokens=max_new_tokens, desc=desc, **kw)
 
     monkeypatch.setattr(loop, "generate", spy)
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks, replace(TRAIN, max_new_tokens=16), tmp_path, progress=False)
     assert [trainer.max_new_tokens(j) for j in (0, 1)] == [7, 16]  # from train answers only; the cap
     trainer.evaluate(0), trainer.evaluate(1)
@@ -106,7 +106,7 @@ def test_each_task_is_decoded_with_its_own_answer_budget(make_base, tok, tmp_pat
 
 @pytest.mark.parametrize("cap", [3, 50])
 def test_answer_budget_never_exceeds_the_cap(make_base, tok, tasks, tmp_path, cap):
-    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE)
+    strategy = build_strategy("seqft-sparse", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks, replace(TRAIN, max_new_tokens=cap), tmp_path, progress=False)
     for j, task in enumerate(tasks):
         longest = max(len(encode_answer(tok, e.answer, TRAIN.max_answer_len)) for e in task.train)

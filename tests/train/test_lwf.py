@@ -8,7 +8,7 @@ from seta.train.loop import ContinualTrainer
 from seta.train.strategies import build_strategy
 from seta.train.strategies.lwf import distillation_kl
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 
 def test_distillation_kl_by_hand():
@@ -23,7 +23,7 @@ def test_distillation_kl_by_hand():
 
 
 def test_lwf_teacher_is_the_model_before_the_task(make_base, tok, tasks, tmp_path):
-    strategy = build_strategy("lwf", make_base(), tok, SPARSE)
+    strategy = build_strategy("lwf", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks[:2], TRAIN, tmp_path, progress=False)
     seta = strategy.seta
     strategy.before_task(0, tasks[0], lambda: trainer.probe_batches(0))

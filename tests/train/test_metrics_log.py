@@ -10,14 +10,14 @@ from seta.train.loop import CONFIG_NAME, ContinualTrainer, cosine_lr_factor
 from seta.train.metrics import METRICS_NAME, TB_DIR, read_metrics
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 CFG = replace(TRAIN, grad_accum=2, warmup_ratio=0.3)  # 3 micro-batches per task -> 2 steps, the last one short
 
 
 def _run(make_base, tok, tasks, out, name="seta", **kw):
     trainer_kw = {k: kw.pop(k) for k in ("tensorboard",) if k in kw}
-    strategy = build_strategy(name, make_base(), tok, SPARSE)
+    strategy = build_strategy(name, make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks, CFG, out, progress=False, meta={"preset": "test"}, **trainer_kw)
     return trainer.run(**kw), trainer
 
@@ -62,7 +62,7 @@ def test_one_record_per_optimiser_step_and_per_task(make_base, tok, tasks, tmp_p
     # the resolved config next to the checkpoint is what the result and the checkpoint's identity hold
     config = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert config == res.config == trainer.identity()["config"]
-    assert config["train_config"]["grad_accum"] == 2 and config["strategy_config"]["gate"]["steps"] == 10
+    assert config["train_config"]["grad_accum"] == 2 and config["strategy_config"]["seta"]["gate"]["steps"] == 10
     assert config["preset"] == "test" and config["method"] == "seta"
 
 

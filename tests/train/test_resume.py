@@ -17,7 +17,7 @@ from seta.train.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from seta.train.loop import CHECKPOINT_NAME, ContinualTrainer, ResumeMismatchError
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN, assert_same_checkpoint, assert_same_state
+from train_helpers import SETA, SPARSE, TRAIN, assert_same_checkpoint, assert_same_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,13 +27,13 @@ def _trainer(make_base, tok, tasks, out, name="seqft-sparse", cfg=TRAIN, other_b
     if other_base:  # e.g. another fine-tune of the same architecture: one weight of a middle layer differs
         with torch.no_grad():
             base.model.layers[1].mlp.up_proj.weight.view(-1)[::97] += 1e-3
-    return ContinualTrainer(build_strategy(name, base, tok, SPARSE), tasks, cfg, out, progress=False)
+    return ContinualTrainer(build_strategy(name, base, tok, SPARSE, seta=SETA), tasks, cfg, out, progress=False)
 
 
 def test_kill_in_the_middle_of_a_task_then_resume_is_bit_exact(make_base, tok, tasks, tmp_path):
     """SIGKILL during task 2's training (a real process); the resume restarts task 2 from the checkpoint
     of task 1 and ends with every saved tensor equal to an uninterrupted run's."""
-    ref = ContinualTrainer(build_strategy("seta", make_base(), tok, SPARSE), tasks, TRAIN, tmp_path / "ref", progress=False)
+    ref = ContinualTrainer(build_strategy("seta", make_base(), tok, SPARSE, seta=SETA), tasks, TRAIN, tmp_path / "ref", progress=False)
     full = ref.run()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the reference's threads: the same summation order
@@ -50,7 +50,7 @@ def test_kill_in_the_middle_of_a_task_then_resume_is_bit_exact(make_base, tok, t
         proc.kill()
         proc.wait()
     assert load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)["next_task"] == 1
-    strategy = build_strategy("seta", make_base(), tok, SPARSE)
+    strategy = build_strategy("seta", make_base(), tok, SPARSE, seta=SETA)
     resumed = ContinualTrainer(strategy, tasks, TRAIN, tmp_path / "cut", progress=False).run(resume=True)
     assert_same_checkpoint(tmp_path / "ref" / CHECKPOINT_NAME, tmp_path / "cut" / CHECKPOINT_NAME)
     assert json.dumps(resumed.R) == json.dumps(full.R)

@@ -26,7 +26,7 @@ from seta.models.probes import estimate_block_fisher
 from seta.train.loop import ContinualTrainer
 from seta.train.strategies import build_strategy
 
-from train_helpers import SPARSE, TRAIN
+from train_helpers import SETA, SPARSE, TRAIN
 
 N_BLOCKS = 288  # the tiny Llama's target blocks at b = 16 (checked below)
 
@@ -34,8 +34,8 @@ N_BLOCKS = 288  # the tiny Llama's target blocks at b = 16 (checked below)
 def _drive(tok, tasks, scores, rule, ratio, beta, lam, tmp):
     """Run SETA over len(scores) tasks with the given probe scores; check every invariant per task."""
     torch.manual_seed(0)
-    cfg = replace(SPARSE, allocation=rule, ratio=ratio, beta=beta, anchor_lambda=lam)
-    strategy = build_strategy("seta", build_tiny_model("llama", tokenizer=tok, seed=0), tok, cfg)
+    sparse, cfg = replace(SPARSE, allocation=rule, ratio=ratio), replace(SETA, beta=beta, anchor_lambda=lam)
+    strategy = build_strategy("seta", build_tiny_model("llama", tokenizer=tok, seed=0), tok, sparse, seta=cfg)
     seta = strategy.seta
     assert seta.index.n_blocks == N_BLOCKS
     trainer = ContinualTrainer(strategy, tasks[: len(scores)], TRAIN, tmp, progress=False)

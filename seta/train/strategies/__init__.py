@@ -1,7 +1,7 @@
 """Continual-learning strategies, one file each, all on the protocol of ``base.Strategy``.
 
-``build_strategy(name, model, tokenizer, sparse_config)`` makes any of ``STRATEGIES``; the SETA
-ablations are SETA with one switch changed. Importing this package is cheap (no torch, no peft):
+``build_strategy(name, model, tokenizer, sparse_config, seta=..., ewc=..., lwf=...)`` makes any of
+``STRATEGIES``; the SETA ablations are SETA with one switch changed. Importing this package is cheap (no torch, no peft):
 ``STRATEGIES`` names the classes, which are imported when a strategy is built, so a command line
 can check method names in milliseconds.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from importlib import import_module
 
-# name -> ("module:Class" under seta.train.strategies, SparseConfig changes or None for no SparseConfig)
+# name -> ("module:Class" under seta.train.strategies, {section: field changes} or None for a method without
+# sparse blocks). Sections: "sparse" (SparseConfig) and the method's own ("seta": SetaConfig, ...).
 STRATEGIES = {
     "seta": ("seta:Seta", {}),
     "seqft-sparse": ("sparse:SparseBlocks", {}),
@@ -22,12 +23,12 @@ STRATEGIES = {
     "lwf": ("lwf:LwF", {}),
     "independent": ("sparse:Independent", {}),
     "mtl": ("sparse:MTL", {}),
-    "seta-no-anchor": ("seta:Seta", {"anchor_lambda": 0.0}),
-    "seta-no-reuse": ("seta:Seta", {"beta": 0.0}),
-    "seta-no-routing-reg": ("seta:Seta", {"gate": "no-reg"}),
-    "seta-oracle": ("seta:Seta", {"routing": "oracle"}),
-    "seta-raw": ("seta:Seta", {"allocation": "raw"}),
-    "seta-soft": ("seta:Seta", {"routing": "soft"}),
+    "seta-no-anchor": ("seta:Seta", {"seta": {"anchor_lambda": 0.0}}),
+    "seta-no-reuse": ("seta:Seta", {"seta": {"beta": 0.0}}),
+    "seta-no-routing-reg": ("seta:Seta", {"seta": {"gate": "no-reg"}}),
+    "seta-oracle": ("seta:Seta", {"seta": {"routing": "oracle"}}),
+    "seta-raw": ("seta:Seta", {"sparse": {"allocation": "raw"}}),
+    "seta-soft": ("seta:Seta", {"seta": {"routing": "soft"}}),
 }
 
 
@@ -39,30 +40,50 @@ def strategy_class(name: str):
     return getattr(import_module(f"{__name__}.{module}"), cls)
 
 
-def build_strategy(name: str, model, tokenizer, sparse=None):
+def build_strategy(name: str, model, tokenizer, sparse=None, **own):
+    """Method `name` on `model`. sparse: the `SparseConfig` of the sparse-block methods (default if None);
+    own: the methods' own configs by section (``seta=SetaConfig(...)``, ``ewc=EWCConfig(...)``,
+    ``lwf=LwFConfig(...)``): each method takes its own and ignores the others'. The ablations' changes
+    (STRATEGIES) are applied on top."""
     cls, changes = strategy_class(name), STRATEGIES[name][1]
+    unknown = sorted(set(own) - set(OWN_CONFIGS))
+    if unknown:
+        raise TypeError(f"build_strategy: unknown config section(s) {unknown}; known: {', '.join(OWN_CONFIGS)}")
     if changes is None:
         return cls(model, tokenizer)
     from seta.train.strategies.sparse import SparseConfig
 
-    sparse = sparse or SparseConfig()
-    if changes.get("gate") == "no-reg":
-        changes = {**changes, "gate": replace(sparse.gate, pseudo=False, kl_weight=0.0, l2_weight=0.0)}
-    strategy = cls(model, tokenizer, replace(sparse, **changes))
+    sparse = replace(sparse or SparseConfig(), **changes.get("sparse", {}))
+    section = cls.config_section
+    config = None
+    if section is not None:
+        config = own.get(section) or _own_class(section)()
+        mine = dict(changes.get(section, {}))
+        if mine.get("gate") == "no-reg":
+            mine["gate"] = replace(config.gate, pseudo=False, kl_weight=0.0, l2_weight=0.0)
+        config = replace(config, **mine)
+    strategy = cls(model, tokenizer, sparse, config)
     strategy.name = name
     return strategy
 
 
-def __getattr__(name: str):  # Strategy and SparseConfig, imported when first asked for
-    if name == "Strategy":
-        from seta.train.strategies.base import Strategy
+# section -> "module:Class" of the methods' own configs (imported on first use)
+OWN_CONFIGS = {"seta": "seta:SetaConfig", "ewc": "ewc:EWCConfig", "lwf": "lwf:LwFConfig"}
+_LAZY = {"Strategy": "base:Strategy", "SparseConfig": "sparse:SparseConfig", "SetaConfig": "seta:SetaConfig",
+         "EWCConfig": "ewc:EWCConfig", "LwFConfig": "lwf:LwFConfig"}
 
-        return Strategy
-    if name == "SparseConfig":
-        from seta.train.strategies.sparse import SparseConfig
 
-        return SparseConfig
+def _own_class(section: str):
+    module, cls = OWN_CONFIGS[section].split(":")
+    return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def __getattr__(name: str):  # Strategy and the config classes, imported when first asked for
+    if name in _LAZY:
+        module, cls = _LAZY[name].split(":")
+        return getattr(import_module(f"{__name__}.{module}"), cls)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["STRATEGIES", "Strategy", "SparseConfig", "build_strategy", "strategy_class"]
+__all__ = ["STRATEGIES", "OWN_CONFIGS", "Strategy", "SparseConfig", "SetaConfig", "EWCConfig", "LwFConfig",
+           "build_strategy", "strategy_class"]

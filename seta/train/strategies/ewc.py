@@ -8,6 +8,7 @@ instead of the owner-adaptive one and no routing: every trained block acts at in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import islice
 
 from seta.core.anchoring import elastic_anchor_penalty, normalise_fisher
@@ -15,8 +16,26 @@ from seta.models import estimate_block_fisher
 from seta.train.strategies.sparse import SparseBlocks, _tensors
 
 
+@dataclass(frozen=True)
+class EWCConfig:
+    """EWC's own settings (the blocks and their budget are `SparseConfig`)."""
+
+    lam: float = 1.0
+    """λ: strength of the penalty (λ/2) Σ_e F_e (θ_e − θ*_e)²."""
+    gamma: float = 1.0
+    """γ: online Fisher merge F ← γF + F_t."""
+
+    def __post_init__(self):
+        if self.lam < 0 or self.gamma < 0:
+            raise ValueError("EWCConfig: lam and gamma must be >= 0")
+
+
 class EWC(SparseBlocks):
     name = "ewc"
+    config_section = "ewc"
+
+    def __init__(self, model, tokenizer, sparse=None, config: EWCConfig | None = None):
+        super().__init__(model, tokenizer, sparse, config or EWCConfig())
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
@@ -31,11 +50,11 @@ class EWC(SparseBlocks):
         if self.anchored is None:
             return lm, 0.0
         ids, anchor, fisher = self.anchored
-        return lm, elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.anchor_lambda)
+        return lm, elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.lam)
 
     def after_task(self, t, task, probe_batches) -> None:
         super().after_task(t, task, probe_batches)  # the working copy back into the stacks
         s_t = self.seta.registry.expert(t)
-        batches = (_tensors(b) for b in islice(probe_batches(), self.config.fisher_batches))
-        self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.fisher_gamma)
+        batches = (_tensors(b) for b in islice(probe_batches(), self.sparse.fisher_batches))
+        self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.gamma)
         self.seta.set_task(t)

@@ -12,6 +12,8 @@ allocation as seqft-sparse: only the protection differs. No task id at inference
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
@@ -34,8 +36,26 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, labels: torch.
     return temperature**2 * kl / count
 
 
+@dataclass(frozen=True)
+class LwFConfig:
+    """LwF's own settings (the blocks and their budget are `SparseConfig`)."""
+
+    alpha: float = 1.0
+    """α: weight of the distillation term."""
+    temperature: float = 2.0
+    """T: softmax temperature of the distillation (the term is scaled by T²)."""
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.temperature <= 0:
+            raise ValueError("LwFConfig: alpha must be >= 0 and temperature > 0")
+
+
 class LwF(SparseBlocks):
     name = "lwf"
+    config_section = "lwf"
+
+    def __init__(self, model, tokenizer, sparse=None, config: LwFConfig | None = None):
+        super().__init__(model, tokenizer, sparse, config or LwFConfig())
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
@@ -48,10 +68,10 @@ class LwF(SparseBlocks):
 
     def loss(self, batch, t, n_tokens=None):
         """(LM + α · distillation to the model before task t, 0.0): the distillation is a data term."""
-        teacher = self.teacher_logits(batch) if t > 0 and self.config.lwf_alpha > 0 else None
+        teacher = self.teacher_logits(batch) if t > 0 and self.config.alpha > 0 else None
         logits = self.logits(batch)
         lm = answer_token_loss(logits, batch["labels"], n_tokens)
         if teacher is None:
             return lm, 0.0
-        kd = distillation_kl(logits, teacher, batch["labels"], self.config.lwf_temperature, n_tokens)
-        return lm + self.config.lwf_alpha * kd, 0.0
+        kd = distillation_kl(logits, teacher, batch["labels"], self.config.temperature, n_tokens)
+        return lm + self.config.alpha * kd, 0.0

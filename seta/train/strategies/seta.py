@@ -13,22 +13,54 @@ Per task t (method spec §1-§4):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import islice
 
 import torch
 
 from seta.core.anchoring import adaptive_strength, elastic_anchor_penalty, normalise_fisher
 from seta.models import FeatureCache, estimate_block_fisher
-from seta.train.gate_training import train_gate
+from seta.train.gate_training import GateTrainConfig, train_gate
 from seta.train.strategies.sparse import SparseBlocks, _tensors
+
+
+@dataclass(frozen=True)
+class SetaConfig:
+    """SETA's own settings (the blocks and their budget are `SparseConfig`, shared with the baselines)."""
+
+    beta: float = 0.1
+    """β: reuse bonus for already-owned blocks (0 = the no-reuse ablation)."""
+    anchor_lambda: float = 1.0
+    """λ: elastic anchoring strength (λ_B = λ · earlier owners; 0 = the no-anchoring ablation)."""
+    routing: str = "top1"
+    """Inference routing: top1, soft (top-k mixture) or oracle (true task id)."""
+    soft_k: int = 2
+    """k of the soft top-k mixture."""
+    null_expert: bool = True
+    """Route inputs far from every task's features to the base model alone."""
+    null_quantile: float = 0.99
+    """In-task quantile of Mahalanobis distances that calibrates the null threshold."""
+    gate: GateTrainConfig = field(default_factory=GateTrainConfig)
+    """How the gate is trained after each task."""
+
+    def __post_init__(self):
+        if self.beta < 0 or self.anchor_lambda < 0:
+            raise ValueError("SetaConfig: beta and anchor_lambda must be >= 0")
+        if self.routing not in ("top1", "soft", "oracle"):
+            raise ValueError(f"SetaConfig.routing must be top1, soft or oracle, got {self.routing!r}")
+        if self.soft_k < 1:
+            raise ValueError("SetaConfig.soft_k must be >= 1")
+        if not 0 < self.null_quantile <= 1:
+            raise ValueError("SetaConfig.null_quantile must lie in (0, 1]")
 
 
 class Seta(SparseBlocks):
     name = "seta"
     penalty_kind = "anchoring"  # the elastic anchoring is SETA's only regulariser
+    config_section = "seta"
 
-    def __init__(self, model, tokenizer, config=None):
-        super().__init__(model, tokenizer, config)
+    def __init__(self, model, tokenizer, sparse=None, config: SetaConfig | None = None):
+        super().__init__(model, tokenizer, sparse, config or SetaConfig())
         self.feature_cache = FeatureCache()  # z of test prompts, reused by every later evaluation
         self._plan: dict[bytes, torch.Tensor] | None = None  # routes of one evaluation (`routing_groups`)
 
@@ -62,7 +94,8 @@ class Seta(SparseBlocks):
         self._plan = None  # the gate changes below
         cfg = self.config
         s_t = self.seta.registry.expert(t)
-        fisher = estimate_block_fisher(self.seta, s_t, (_tensors(b) for b in islice(probe_batches(), cfg.fisher_batches)))
+        batches = (_tensors(b) for b in islice(probe_batches(), self.sparse.fisher_batches))
+        fisher = estimate_block_fisher(self.seta, s_t, batches)
         self.seta.update_anchors(s_t, fisher)  # running mean over owners
         # routing statistics and the gate
         train_prompts = [e.prompt for e in task.train]

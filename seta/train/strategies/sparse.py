@@ -12,7 +12,7 @@ active). They differ only in what protects earlier tasks:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import islice
 
 import torch
@@ -20,13 +20,13 @@ import torch
 from seta.core.allocation import ALLOCATION_RULES
 from seta.data import generation_batch
 from seta.models import DEFAULT_TARGETS, ExpertConfig, attach_experts, probe_block_sensitivity
-from seta.train.gate_training import GateTrainConfig
 from seta.train.strategies.base import Strategy
 
 
 @dataclass(frozen=True)
 class SparseConfig:
-    """Sparse-block and SETA settings (SETA reads them all; baselines the first block)."""
+    """The sparse block experts and their budget, shared by every sparse-block method (SETA's own settings are
+    `seta.train.strategies.seta.SetaConfig`; EWC's and LwF's are beside them)."""
 
     block_size: int = 16
     """b: block side (256 for 7B/4B models)."""
@@ -41,44 +41,16 @@ class SparseConfig:
     method): raw (one top-k on raw scores, the ablation), matrix-mean (each matrix's scores divided by
     their mean) or matrix-budget (each matrix gets a share of k proportional to its block count; the default,
     chosen on validation streams: docs/validation.md)."""
-    beta: float = 0.1
-    """β: reuse bonus for already-owned blocks (SETA; 0 = the no-reuse ablation)."""
-    anchor_lambda: float = 1.0
-    """λ: elastic anchoring strength (λ_B = λ · earlier owners; 0 = the no-anchoring ablation)."""
-    fisher_gamma: float = 1.0
-    """γ: EWC's online Fisher merge F ← γF + F_t (SETA keeps F as the running mean over a block's owners)."""
     fisher_batches: int = 8
-    """m': micro-batches of the element-wise Fisher estimate after a task."""
-    routing: str = "top1"
-    """Inference routing: top1, soft (top-k mixture) or oracle (true task id)."""
-    soft_k: int = 2
-    """k of the soft top-k mixture."""
-    null_expert: bool = True
-    """Route inputs far from every task's features to the base model alone."""
-    null_quantile: float = 0.99
-    """In-task quantile of Mahalanobis distances that calibrates the null threshold."""
-    lwf_alpha: float = 1.0
-    """LwF: weight of the distillation term (the `lwf` baseline only)."""
-    lwf_temperature: float = 2.0
-    """LwF: softmax temperature T of the distillation (the term is scaled by T²)."""
-    gate: GateTrainConfig = field(default_factory=GateTrainConfig)
-    """How the gate is trained after each task."""
+    """m': micro-batches of the element-wise Fisher estimate after a task (SETA and EWC)."""
 
     def __post_init__(self):
         if self.block_size < 1 or not 0 < self.ratio <= 1:
             raise ValueError("SparseConfig: block_size >= 1 and ratio in (0, 1] are required")
-        if self.beta < 0 or self.anchor_lambda < 0 or self.fisher_gamma < 0:
-            raise ValueError("SparseConfig: beta, anchor_lambda and fisher_gamma must be >= 0")
         if self.allocation not in ALLOCATION_RULES:
             raise ValueError(f"SparseConfig.allocation must be one of {', '.join(ALLOCATION_RULES)}, got {self.allocation!r}")
-        if self.routing not in ("top1", "soft", "oracle"):
-            raise ValueError(f"SparseConfig.routing must be top1, soft or oracle, got {self.routing!r}")
-        if self.probe_batches < 1 or self.fisher_batches < 1 or self.soft_k < 1:
-            raise ValueError("SparseConfig: probe_batches, fisher_batches and soft_k must be >= 1")
-        if self.lwf_alpha < 0 or self.lwf_temperature <= 0:
-            raise ValueError("SparseConfig: lwf_alpha must be >= 0 and lwf_temperature > 0")
-        if not 0 < self.null_quantile <= 1:
-            raise ValueError("SparseConfig.null_quantile must lie in (0, 1]")
+        if self.probe_batches < 1 or self.fisher_batches < 1:
+            raise ValueError("SparseConfig: probe_batches and fisher_batches must be >= 1")
 
 
 def _tensors(batch: dict) -> dict:
@@ -91,22 +63,31 @@ class SparseBlocks(Strategy):
     name = "seqft-sparse"
     beta = 0.0  # seqft-sparse picks its top-k with no reuse bonus
 
-    def __init__(self, model, tokenizer, config: SparseConfig | None = None):
-        config = config or SparseConfig()
-        seta = attach_experts(model, ExpertConfig(block_size=config.block_size, target_modules=config.target_modules))
+    config_section = None  # the run settings' section of the method's own config ("seta", "ewc", "lwf")
+
+    def __init__(self, model, tokenizer, sparse: SparseConfig | None = None, config=None):
+        """sparse: the blocks and their budget; config: the method's own settings (None for the baselines
+        that have none)."""
+        sparse = sparse or SparseConfig()
+        seta = attach_experts(model, ExpertConfig(block_size=sparse.block_size, target_modules=sparse.target_modules))
         super().__init__(seta, tokenizer, config)
+        self.sparse = sparse
         self.seta = seta
-        self.block_numel = config.block_size**2
+        self.block_numel = sparse.block_size**2
         self.task_stats: dict[int, dict] = {}  # task -> allocation figures (and SETA's anchoring)
 
+    def config_dict(self) -> dict:
+        own = {self.config_section: asdict(self.config)} if self.config is not None else {}
+        return {"sparse": asdict(self.sparse), **own}
+
     def budget_ratio(self, n_tasks: int) -> float:
-        return self.config.ratio
+        return self.sparse.ratio
 
     def before_task(self, t, task, probe_batches) -> None:
         with self.seta.no_experts():
-            scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.config.probe_batches)))
+            scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.sparse.probe_batches)))
         self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta,
-                                             self.config.allocation)
+                                             self.sparse.allocation)
         self.current_task = t
         self.task_stats[t] = self._allocation_stats(self.allocation)
         self.seta.set_task(t)
@@ -187,14 +168,14 @@ class Independent(SparseBlocks):
     name = "independent"
     uses_task_id_at_inference = True
 
-    def __init__(self, model, tokenizer, config=None):
-        super().__init__(model, tokenizer, config)
+    def __init__(self, model, tokenizer, sparse=None, config=None):
+        super().__init__(model, tokenizer, sparse, config)
         self.experts: dict[int, torch.Tensor] = {}  # task -> trained values of its own blocks (k, b, b)
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
         ids = self.seta.registry.expert(t)
-        self.seta.set_blocks(ids, torch.zeros(ids.numel(), self.config.block_size, self.config.block_size))
+        self.seta.set_blocks(ids, torch.zeros(ids.numel(), self.sparse.block_size, self.sparse.block_size))
 
     def after_task(self, t, task, probe_batches) -> None:
         super().after_task(t, task, probe_batches)
@@ -228,7 +209,7 @@ class MTL(SparseBlocks):
     joint = True
 
     def budget_ratio(self, n_tasks: int) -> float:
-        return min(1.0, self.config.ratio * n_tasks)
+        return min(1.0, self.sparse.ratio * n_tasks)
 
     def train_examples(self, t, tasks):
         return [ex for task in tasks[: t + 1] for ex in task.train]

@@ -1,0 +1,80 @@
+"""A setting's value checked against its field's type: from a ``--set`` text (`from_text`) or from a
+config file's JSON/YAML value (`check_value`); `type_name` is how messages and help spell a type.
+Used by `seta.train.run_config`; no torch here."""
+
+from __future__ import annotations
+
+import types
+import typing
+
+
+def type_name(tp) -> str:
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"list of {type_name(typing.get_args(tp)[0])}"
+    return "none" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def from_text(text: str, tp):
+    """A ``--set`` value's text as a value of type tp (ValueError when it is not one)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if type(None) in args and text.lower() in ("none", "null", ""):
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return from_text(text, arg)
+                except ValueError:
+                    pass
+        raise ValueError
+    if origin is tuple:
+        body = text.strip()
+        if body.startswith("[") and body.endswith("]"):
+            body = body[1:-1]
+        parts = [p.strip().strip("'\"") for p in body.split(",") if p.strip()]
+        return tuple(from_text(p, typing.get_args(tp)[0]) for p in parts)
+    if tp is bool:
+        low = text.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise ValueError
+    if tp is int:
+        return int(text)
+    if tp is float:
+        return float(text)
+    if tp is str:
+        return text
+    raise ValueError
+
+
+def check_value(value, tp):
+    """A value read from a file, checked against type tp (ValueError when it is not one)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        for arg in typing.get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            if arg is not type(None):
+                try:
+                    return check_value(value, arg)
+                except ValueError:
+                    pass
+        raise ValueError
+    if origin is tuple:
+        if not isinstance(value, list):
+            value = [value]  # one value for a list field (e.g. epochs: 3)
+        return tuple(check_value(v, typing.get_args(tp)[0]) for v in value)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    raise ValueError
