@@ -35,8 +35,12 @@ def main() -> None:
 
 
 main.add_command(run_command, "run")
-for _command in (plan, train, generate, evaluate, merge, info):
-    main.add_command(_command)
+main.add_command(plan)
+main.add_command(train)
+main.add_command(generate)
+main.add_command(evaluate)
+main.add_command(merge)
+main.add_command(info)
 
 
 if __name__ == "__main__":  # pragma: no cover
