@@ -9,7 +9,8 @@ Layers (an import only points down):
     seta.train   the continual loop, SETA and baseline strategies
     seta.inference  a saved adapter with its base: route, generate, score, merge (adapter cards)
     seta.experiment what `seta run` / reproduce/run_all.py do: presets, one method over a stream, reports
-    seta.cli     the `seta` command line (run, train, plan, generate, eval, merge, info)
+    seta.commands   the sub-commands of `seta` (plan, train; generate, eval, merge, info)
+    seta.cli     the `seta` command line (run, train, plan, generate, eval, merge, info): the click group
 """
 
 __version__ = "0.1.0"

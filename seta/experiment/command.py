@@ -7,6 +7,8 @@
     seta run ... --general-data DIR              # + MMLU/BBH/PIQA through lm-eval, before and after
 
 `python reproduce/run_all.py` is the same command. The argument checks come before torch is imported.
+The option checks and settings are in `seta/experiment/options.py`, the stream and the base model of a
+run (`_load_stream`, `_base_factory`, imported here) in `seta/experiment/inputs.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from seta.experiment.failures import (RunInterrupted, check_dir_option, check_wr
 from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
 from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
                                      asset_paths, parse_methods, parse_seeds, settings_options)
+from seta.experiment.inputs import _base_factory, _load_stream  # the stream and the base of a run
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
@@ -41,56 +44,6 @@ def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers tha
 
         return getattr(routed, name.lstrip("_"))
     raise AttributeError(name)
-
-
-def _load_stream(preset, data_dir, seed: int):
-    from seta.data import load_trace, synthetic_stream
-
-    if data_dir is not None:
-        keep = ("order", "tasks", "max_train", "max_eval", "max_test")
-        return list(load_trace(data_dir, **{k: v for k, v in preset.stream.items() if k in keep}, seed=seed))
-    if preset.needs_model_path:
-        raise click.UsageError(f"--preset {preset.name} needs --data-dir pointing at a TRACE-format directory")
-    return list(synthetic_stream(seed=seed, **preset.stream))
-
-
-def _base_factory(preset, model_path, tokenizer, cache_dir, progress=True):
-    """A function returning a fresh copy of the base model for each method."""
-    from seta.models import build_tiny_model, load_base_model
-
-    import torch
-
-    if preset.needs_model_path or model_path is not None:
-        if model_path is None:
-            raise click.UsageError(f"--preset {preset.name} needs --model PATH (a local HF model directory)")
-        def hf_factory():
-            return load_base_model(model_path, load_in_4bit=preset.load_in_4bit, dtype=preset.dtype,
-                                   device_map="auto" if torch.cuda.is_available() else "cpu",
-                                   gradient_checkpointing=preset.train.gradient_checkpointing)
-
-        local = Path(model_path).is_dir()
-        name = str(Path(model_path).resolve()) if local else str(model_path)
-        hf_factory.source = {"kind": "hf", "model": name, "tokenizer": name, "dtype": preset.dtype,
-                             "load_in_4bit": preset.load_in_4bit}  # what the adapter card records
-        return hf_factory
-    from seta.data import generic_corpus
-    from seta.train.pretrain import cached_pretrained_base
-
-    texts = list(generic_corpus(preset.train.seed).train)
-    key = {"arch": preset.arch, **preset.tiny_model}
-
-    def build():
-        return build_tiny_model(preset.arch, tokenizer=tokenizer, seed=preset.train.seed, **preset.tiny_model)
-
-    def factory():
-        model, path = cached_pretrained_base(build, key, tokenizer, texts, preset.pretrain, cache_dir, progress=progress)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        path = str(Path(path).resolve())  # the adapter card records it: the base and its tokenizer live there
-        factory.source = {"kind": "tiny", "model": path, "tokenizer": path, "dtype": "float32", "load_in_4bit": False}
-        return model
-
-    return factory
 
 
 def dry_run(preset) -> None:

@@ -2,12 +2,10 @@
 
 One row of R per task (R[i][j] = score on task j after training through task i,
 0-based here), a checkpoint after every task (atomic, safetensors + JSON, never pickled),
-resumable with ``resume=True``: the resumed run's every tensor (blocks in stack order, Fisher,
-anchors, gate, RNG) and R equal an uninterrupted run's bit for bit (same seed, CPU). A resume
-first checks that the checkpoint belongs to this run (method and settings, TrainConfig, tasks,
-a hash of the data, a fingerprint of the base model: `seta.train.fingerprint`) and refuses,
-naming the differing fields, unless ``force_resume=True``. A kill mid-task resumes from the
-last finished task.
+resumable with ``resume=True``: the resumed run's every tensor and R equal an uninterrupted run's bit
+for bit (same seed, CPU); a resume first checks that the checkpoint belongs to this run and refuses,
+naming the differing fields, unless ``force_resume=True``. The checkpoint, its check and its restore
+are in `seta.train.run_state`; one task's optimiser loop in `seta.train.train_task`.
 
 Files in out_dir: checkpoint.safetensors, config.json (the resolved config: method, its settings,
 TrainConfig, the caller's meta; the part of the identity a resume compares first), train_config.json,
@@ -17,7 +15,6 @@ with ``tensorboard=True``, tensorboard/. Under torchrun rank 0 alone evaluates a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -32,13 +29,14 @@ from seta.eval.scorers import score
 from seta.train import distributed as dist
 from seta.models import max_positions
 from seta.train.batching import batches_of, encode_examples, prompt_cap
-from seta.train.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files, rng_state, save_checkpoint,
-                                   seed_everything, set_rng_state)
+from seta.train import run_state
+from seta.train.checkpoint import remove_stale_temp_files, seed_everything
 from seta.train.config import TrainConfig, save_json
-from seta.train.fingerprint import identity_diff, run_config, run_identity
+from seta.train.fingerprint import run_config, run_identity
 from seta.train.memory import PeakMemory
 from seta.train.metrics import MetricsLog
 from seta.train.result import RunResult
+from seta.train.run_state import CHECKPOINT_NAME, CONFIG_NAME, LEGACY_CHECKPOINT_NAME, ResumeMismatchError  # noqa: F401
 from seta.train.schedule import (ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK, answer_budget, answer_delimiter,
                                  cosine_lr_factor)
 from seta.train.strategies.base import Strategy
@@ -48,15 +46,6 @@ __all__ = ["ContinualTrainer", "RunResult", "NonFiniteLossError", "ResumeMismatc
            "answer_budget", "ANSWER_BUDGET_FACTOR", "ANSWER_BUDGET_SLACK", "CHECKPOINT_NAME", "CONFIG_NAME"]
 
 log = logging.getLogger("seta.train")
-
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
-CONFIG_NAME = "config.json"
-LEGACY_CHECKPOINT_NAME = "checkpoint.pt"  # pickled, written by seta before checkpoint format 2; never opened
-
-
-class ResumeMismatchError(ValueError):
-    """The checkpoint found by a resume belongs to another run (other settings, data or base model)."""
 
 
 class ContinualTrainer:
@@ -183,25 +172,9 @@ class ContinualTrainer:
         return run_identity(self.strategy, self.tasks, self.cfg, config=self.run_config())
 
     def resume_state(self, force: bool = False) -> dict | None:
-        """The checkpoint a resume would continue from (None if there is none), checked against this run."""
-        if not self.ckpt_path.exists():
-            legacy = self.out / LEGACY_CHECKPOINT_NAME
-            if legacy.exists():
-                raise CheckpointError(
-                    f"{legacy} is a pickled checkpoint of an older seta and is not opened (unpickling can run "
-                    "code); delete it and run without --resume to start afresh")
-            return None
-        ck = load_checkpoint(self.ckpt_path)
-        if not force:
-            saved = json.loads(ck.get("identity", "{}"))
-            diff = identity_diff(saved, self._identity or self.identity())
-            if diff:
-                shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
-                raise ResumeMismatchError(
-                    f"{self.ckpt_path} belongs to another run, not resumed; differing: {shown}. Rerun with the "
-                    "settings, data and base model it was written with, start afresh in another output folder, "
-                    "or pass --resume-force (force_resume=True) to resume anyway")
-        return ck
+        """The checkpoint a resume would continue from (None if there is none), checked against this run
+        (`seta.train.run_state.resume_state`)."""
+        return run_state.resume_state(self, force)
 
     def _run(self, resume, base_scores, stop_after, force_resume=False, start_task=0) -> RunResult:
         n = len(self.tasks)
@@ -218,13 +191,7 @@ class ContinualTrainer:
         start, elapsed = start_task, 0.0
         seed_everything(self.cfg.seed)
         if ck is not None:
-            self.strategy.load_state_dict(ck["strategy"])
-            R, start, elapsed, base_scores = ck["R"], ck["next_task"], ck["wall_s"], ck["base_scores"]
-            self.task_log = {int(k): v for k, v in ck.get("task_log", {}).items()}
-            true, pred = ck["routing"]
-            self.strategy.routing_log.true, self.strategy.routing_log.pred = list(true), list(pred)
-            set_rng_state(ck["rng"])
-            log.info("resumed from %s: tasks 0..%d done", self.ckpt_path, start - 1)
+            R, start, elapsed, base_scores = run_state.restore_state(self, ck)
         self.metrics.truncate(start if ck is not None else 0)  # a fresh run (or a grown adapter) starts the file afresh
         self._global_step = sum(int(v["steps"]) for v in self.task_log.values())
         t0 = time.perf_counter() - elapsed
@@ -252,7 +219,7 @@ class ContinualTrainer:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss after task {t}")
             self.metrics.write(self._task_record(t, R[t][:upto]))
-            self._checkpoint(R, t + 1, time.perf_counter() - t0, base_scores)
+            run_state.save_state(self, R, t + 1, time.perf_counter() - t0, base_scores)
             if stop_after is not None and t + 1 >= stop_after:
                 break
         self.metrics.close()
@@ -269,17 +236,6 @@ class ContinualTrainer:
         return {"kind": "task", "task": t, "task_name": self.tasks[t].name, **self.task_log.get(t, {}), **stats,
                 "gate_acc": rl.accuracy(), "gate_acc_per_task": per or None,
                 "scores": {self.tasks[j].name: v for j, v in enumerate(scores)}}
-
-    def _checkpoint(self, R, next_task, wall_s, base_scores) -> None:
-        if self.rank != 0:
-            return
-        rl = self.strategy.routing_log
-        save_checkpoint(
-            {"strategy": self.strategy.state_dict(), "R": R, "next_task": next_task, "wall_s": wall_s,
-             "base_scores": base_scores, "rng": rng_state(), "routing": (list(rl.true), list(rl.pred)),
-             "task_log": self.task_log, "identity": json.dumps(self._identity or self.identity(), sort_keys=True)},
-            self.ckpt_path,
-        )
 
     def _result(self, R, base_scores, wall_s) -> RunResult:
         counts = self.strategy.param_counts()

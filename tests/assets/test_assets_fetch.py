@@ -180,12 +180,14 @@ def test_stream_is_built_cached_rebuilt_and_loads(tmp_path):
 
 def test_fetch_all_reads_the_archive_once_and_then_reuses_everything(tmp_path, monkeypatch):
     import seta.assets.fetch as fetch
+    import seta.assets.streams as streams
 
     (tmp_path / "downloads").mkdir()
     _bigbench_archive(tmp_path / "downloads" / "bigbench-1.0.0.tar.gz")  # placed by hand: no pip run
     calls = []
     real = fetch.read_bigbench_tasks
-    monkeypatch.setattr(fetch, "read_bigbench_tasks", lambda a, names: calls.append(names) or real(a, names))
+    for module in (fetch, streams):  # fetch_all's own pass, and any of ensure_stream's
+        monkeypatch.setattr(module, "read_bigbench_tasks", lambda a, names: calls.append(names) or real(a, names))
     first = fetch.fetch_all(tmp_path, ["mc_task", "gen_task"], ["other"], model=None, log=lambda _: None)
     assert calls == [["gen_task", "mc_task", "other"]] and first["downloads"]["bigbench-1.0.0.tar.gz"]["seconds"] is None
     assert sorted(first["streams"]) == ["bigbench", "bigbench-validation"]
@@ -208,7 +210,7 @@ def test_converted_smollm2_in_the_cache_answers():
 
 
 def test_bbh_general_folder_is_built_cached_and_read_by_the_harness(tmp_path, monkeypatch):
-    import seta.assets.fetch as fetch
+    import seta.assets.streams as streams
     from seta.assets import GeneralSettings, ensure_general
 
     def task(n):
@@ -223,7 +225,7 @@ def test_bbh_general_folder_is_built_cached_and_read_by_the_harness(tmp_path, mo
     rows = [json.loads(x) for x in (out / "bbh" / "navigate" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {r["target"] for r in rows} <= {"A", "B"}
     calls = []
-    monkeypatch.setattr(fetch, "read_bigbench_tasks", lambda *a: calls.append(a))
+    monkeypatch.setattr(streams, "read_bigbench_tasks", lambda *a: calls.append(a))
     assert ensure_general(archive, ["navigate", "snarks"], out, GeneralSettings(n_test=6))["cached"] and not calls
     assert sorted(p.name for p in out.parent.iterdir()) == ["bbh"]  # no partial folder left
     pytest.importorskip("lm_eval")
