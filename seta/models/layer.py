@@ -12,11 +12,14 @@ Which blocks act, and with what per-example weight, is the layer's *route*, set 
 (`SetaModel.set_expert` / `set_routing`), not passed through HF forward kwargs. Routes persist until
 changed, so a backward pass that recomputes a checkpointed layer sees the same route.
 
-Two paths compute the same delta. With grad enabled (training): `block_delta`, differentiable, added
-out of place. With grad disabled (evaluation, `generate`): `seta.core.blocks` adds it in place into
-the fresh base output, from per-route tensors (block coordinates, the routed blocks gathered and
-transposed, the per-example weights) built at the first forward after the route or the stack
-changed, so a decoding step runs only gather → bmm → (weights) → index_add per layer.
+Setting a route builds its `RoutePlan` (block coordinates of the routed positions; with a working
+copy, how to read their blocks), rebuilt wherever an input changes under the same route (growth,
+begin/end of a working copy, device and dtype moves, state-dict loads). `forward` is the base output
+plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
+output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
+plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
+to the stack are seen by its version counter); else (training, ragged output edges, a working copy)
+through `block_delta`, differentiable, out of place. Both compute the same delta.
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
 gives matmuls while it is on for the input's device (bf16 training and probes: the delta is run the
@@ -36,7 +39,7 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -44,35 +47,64 @@ from torch import Tensor, nn
 from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, blocks_to_dense, delta_add_
 from seta.models.working_copy import WorkingCopy
 
-__all__ = ["SparseBlockLinear"]
+__all__ = ["RoutePlan", "SparseBlockLinear"]
 
 
-class _RouteIndex(NamedTuple):
-    """Block coordinates of one route (and, with a working copy, how to read its blocks); valid while
-    `route` and the layer's `_rows` buffer are the very objects it was built from."""
+@dataclass(frozen=True)
+class NoGradTensors:
+    """What the in-place (no-grad) delta reads, for one compute dtype and one state of the stack."""
 
-    route: tuple
-    rows_key: Tensor  # the layer's `_rows` when built (growth and device moves replace it)
+    dtype: torch.dtype  # the compute dtype
+    version: int  # the stack's version counter when built
+    blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (weights equal for every example folded in)
+    wt: Tensor | None  # (k, B, 1, 1) per-example weights in dtype, or None
+    slots: tuple[Tensor, Tensor]  # torch.unique(rows, return_inverse=True)
+
+
+@dataclass(eq=False)
+class RoutePlan:
+    """One route of a layer and what its forward reads; built by `restore_route` (and so `set_route`),
+    rebuilt by the layer wherever an input changes under the same route (`SparseBlockLinear._replan`)."""
+
+    route: tuple  # (positions (k,) sorted, weights (B, k) | None), what `get_route` returns
     rows: Tensor  # (k,) block rows of the routed positions
     cols: Tensor  # (k,) block columns
     read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
+    no_grad: NoGradTensors | None = None  # built at the first no-grad forward (`no_grad_tensors`)
 
+    positions = property(lambda self: self.route[0])  # (k,)
+    weights = property(lambda self: self.route[1])  # (B, k) | None
 
-class _InferencePlan(NamedTuple):
-    """What the no-grad forward needs for one route and compute dtype; valid while route, `_rows`,
-    the stack (object, version counter, storage) and the dtype are those it was built from."""
+    def select(self, stack: Tensor) -> Tensor:
+        """The routed blocks (k, b, b) of stack (k_l, b, b): the stack itself when every block is
+        routed (positions sorted and unique, so the identity)."""
+        pos = self.positions
+        return stack if pos.numel() == stack.shape[0] else stack.index_select(0, pos)
 
-    route: tuple
-    rows_key: Tensor
-    blocks: Tensor  # the stack Parameter it was built from
-    version: int  # blocks._version then (in-place updates bump it)
-    data_ptr: int  # blocks.data_ptr() then (new storage)
-    dtype: torch.dtype
-    blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (uniform weights folded in)
-    rows: Tensor  # (k,)
-    cols: Tensor  # (k,)
-    wt: Tensor | None  # (k, B, 1, 1) per-example weights, or None
-    slots: tuple  # torch.unique(rows, return_inverse=True)
+    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype) -> NoGradTensors:
+        """The in-place path's tensors for the stack's current values in dtype, built once. Weights
+        equal for every example (one expert for the whole batch) are folded into blocksᵀ (in the
+        blocks' dtype, then cast). Holds a copy of the routed blocks (unless the route is the whole
+        stack, unweighted, in its dtype) as long as the plan lives."""
+        ng = self.no_grad
+        # The one staleness check: the stack is written in place from many places (optimizer steps
+        # training the whole stack, `write`, end_training, load_state_dict, checkpoint restores, users),
+        # each bumping its version counter (as autograd checks saved tensors); an explicit call at every
+        # writer would be easy to miss. A new Parameter or storage (growth, `_apply`, assign-loads) comes
+        # with a rebuilt plan; writes through `.data` would go unseen (seta makes none to blocks).
+        if ng is None or ng.dtype != dtype or ng.version != stack._version:
+            w = self.weights
+            with torch.inference_mode(False):  # normal tensors, whichever mode builds them
+                routed = self.select(stack.detach())
+                wt = None
+                if w is not None and bool((w == w[:1]).all()):
+                    routed = routed * w[0].to(routed)[:, None, None]  # (k, b, b)
+                elif w is not None:
+                    wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
+                slots = torch.unique(self.rows, return_inverse=True)
+                ng = NoGradTensors(dtype, stack._version, routed.to(dtype).transpose(1, 2), wt, slots)
+            self.no_grad = ng
+        return ng
 
 
 class SparseBlockLinear(WorkingCopy, nn.Module):
@@ -88,9 +120,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.register_buffer("local_ids", torch.zeros(0, dtype=torch.long, device=device))  # (k_l,)
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
-        self._route: tuple[Tensor, Tensor | None] | None = None  # (positions (k,), weights (B, k) | None)
-        self._route_index: _RouteIndex | None = None  # built once per route, see _routed_index
-        self._inference: _InferencePlan | None = None  # per-route tensors of the no-grad path
+        self._plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
         self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
@@ -144,6 +174,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             self.local_ids = torch.cat([self.local_ids, ids.to(dev)])
             self._rows = torch.cat([self._rows, rows.to(dev)])
             self._cols = torch.cat([self._cols, cols.to(dev)])
+            self._replan()  # new Parameter and coordinate buffers, same positions
         return torch.arange(start, self.n_blocks)
 
     def positions(self, local_ids) -> Tensor:
@@ -179,88 +210,64 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.restore_route((positions, weights))
 
     def get_route(self):
-        return self._route
+        return None if self._plan is None else self._plan.route
 
     def restore_route(self, route) -> None:
-        """Put back a route returned by `get_route` (or None); drops the tensors cached for the old one."""
-        self._route, self._route_index, self._inference = route, None, None
+        """Put back a route returned by `get_route` (or None): builds its plan, dropping the old one."""
+        if route is None:
+            self._plan = None
+            return
+        pos = route[0]
+        with torch.inference_mode(False):  # normal tensors: training may reuse a route set in eval
+            read_plan = self._read_plan(pos) if self.train_blocks is not None else None  # syncs: once per plan
+            self._plan = RoutePlan(route, self._rows.index_select(0, pos), self._cols.index_select(0, pos), read_plan)
 
-    def _routed_index(self) -> tuple[Tensor, Tensor]:
-        """Block coordinates (rows, cols) of the current route, gathered once per route (positions never
-        move; a new route, growth or a device move replaces the tensors this is keyed on). With a
-        working copy, the route's `_read_plan` is cached alongside (begin/end_training drop the cache)."""
-        cached = self._route_index
-        if cached is None or cached.route is not self._route or cached.rows_key is not self._rows:
-            pos = self._route[0]
-            with torch.inference_mode(False):  # normal tensors: training may reuse a route cached in eval
-                plan = self._read_plan(pos) if self.train_blocks is not None else None
-                cached = _RouteIndex(self._route, self._rows, self._rows.index_select(0, pos),
-                                     self._cols.index_select(0, pos), plan)
-            self._route_index = cached
-        return cached.rows, cached.cols
+    def _replan(self) -> None:
+        """Rebuild the current route's plan; called wherever its inputs change under the same route."""
+        self.restore_route(self.get_route())
 
-    def _inference_plan(self, dtype: torch.dtype) -> _InferencePlan:
-        """Everything the no-grad path needs for the current route and compute dtype, built once
-        (`_InferencePlan`: blocksᵀ (k, b, b) in dtype, rows, cols, weights (k, B, 1, 1) | None, row
-        slots, and what it was built from). Reused while route, stack and dtype are
-        unchanged: a new Parameter, new storage or an in-place update (seen by the version counter, as
-        autograd checks its saved tensors) rebuilds it. Weights equal for every example (one expert for
-        the whole batch) are folded into blocksᵀ (in the blocks' dtype, then cast). Holds a copy of the
-        routed blocks (unless the route is the whole stack, unweighted, in its dtype) until the route
-        changes or is cleared.
-        """
-        plan, blocks = self._inference, self.blocks
-        if (plan is not None and plan.route is self._route and plan.rows_key is self._rows and plan.blocks is blocks
-                and plan.version == blocks._version and plan.data_ptr == blocks.data_ptr() and plan.dtype == dtype):
-            return plan
-        (pos, w), (rows, cols) = self._route, self._routed_index()
-        with torch.inference_mode(False):
-            routed = blocks.detach() if pos.numel() == self.n_blocks else blocks.detach().index_select(0, pos)
-            wt = None
-            if w is not None and bool((w == w[:1]).all()):
-                routed = routed * w[0].to(routed)[:, None, None]  # (k, b, b)
-            elif w is not None:
-                wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
-            slots = torch.unique(rows, return_inverse=True)
-        plan = _InferencePlan(self._route, self._rows, blocks, blocks._version, blocks.data_ptr(), dtype,
-                              routed.to(dtype).transpose(1, 2), rows, cols, wt, slots)
-        self._inference = plan
-        return plan
+    def _apply(self, fn, *args, **kwargs):
+        """Device and dtype moves (`to`, `cuda`, `half`, ...): the route follows the stack's device and
+        its plan is rebuilt (new coordinate buffers; the stack's new storage keeps its version counter)."""
+        super()._apply(fn, *args, **kwargs)
+        route, dev = self.get_route(), self.blocks.device
+        if route is not None and route[0].device != dev:
+            route = tuple(None if t is None else t.to(dev) for t in route)
+        self.restore_route(route)
+        return self
 
-    def _example_weights(self, w: Tensor, batch: int, dim: int) -> Tensor:
-        """Per-example route weights repeated for a batch generate() expanded in place (beams, samples)."""
-        if w.shape[dim] == batch:
-            return w
-        if batch % w.shape[dim]:
-            raise ValueError(f"route has per-example weights for {w.shape[dim]} examples but the batch has "
-                             f"{batch}; set the routing for this batch (num_return_sequences/beams "
-                             "must be an integer multiple)")
-        return w.repeat_interleave(batch // w.shape[dim], dim=dim)
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._replan()  # load_state_dict(assign=True) puts in new Parameters
+
+    def _example_weights(self, w: Tensor | None, batch: int, dim: int, dtype: torch.dtype) -> Tensor | None:
+        """Route weights in dtype, repeated for a batch generate() expanded in place (beams, samples)."""
+        if w is None:
+            return None
+        if w.shape[dim] != batch:
+            if batch % w.shape[dim]:
+                raise ValueError(f"route has per-example weights for {w.shape[dim]} examples but the batch has "
+                                 f"{batch}; set the routing for this batch (num_return_sequences/beams "
+                                 "must be an integer multiple)")
+            w = w.repeat_interleave(batch // w.shape[dim], dim=dim)
+        return w.to(dtype)
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
-        if self._route is None:
+        plan = self._plan
+        if plan is None:
             return result
-        if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
-            # inference: add into the fresh base output in place, with the per-route tensors built once
-            plan = self._inference_plan(self.compute_dtype(x))
-            blocks_t, rows, cols, wt, slots = plan.blocks_t, plan.rows, plan.cols, plan.wt, plan.slots
-            if wt is not None and wt.shape[1] != x.shape[0]:
-                wt = self._example_weights(wt, x.shape[0], dim=1)
-            return delta_add_(result, x, blocks_t, rows, cols, self.grid, wt,
-                               None if result.dtype == blocks_t.dtype else slots)
-        pos, w = self._route
-        rows, cols = self._routed_index()
-        if self.train_blocks is not None:  # (k, b, b); grads reach the working copy
-            blocks = self._read(pos, self._route_index.read_plan)
-        elif pos.numel() == self.n_blocks:  # every block (positions sorted & unique → identity)
-            blocks = self.blocks
-        else:
-            blocks = self.blocks.index_select(0, pos)  # (k, b, b); grads scatter back to the stack
         dtype = self.compute_dtype(x)
-        if w is not None:
-            w = self._example_weights(w, x.shape[0], dim=0).to(dtype)
-        delta = block_delta(x.to(dtype), blocks.to(dtype), rows, cols, self.grid, w)  # (B, T, d_out) in dtype
+        if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
+            # no autograd: in place into the fresh base output, from the plan's no-grad tensors
+            ng = plan.no_grad_tensors(self.blocks, dtype)
+            wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
+            slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
+            return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots)
+        # differentiable, out of place: grads reach the working copy, or scatter back to the stack
+        blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.read_plan)
+        w = self._example_weights(plan.weights, x.shape[0], 0, dtype)  # (B, k) | None
+        delta = block_delta(x.to(dtype), blocks.to(dtype), plan.rows, plan.cols, self.grid, w)  # (B, T, d_out)
         return result + delta.to(result.dtype)
 
     # ---- deployment -----------------------------------------------------------------------------

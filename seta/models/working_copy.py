@@ -21,7 +21,7 @@ __all__ = ["WorkingCopy"]
 
 
 class WorkingCopy:
-    """Mixin of `SparseBlockLinear` (uses its `blocks`, `n_blocks`, `_route`, `restore_route`)."""
+    """Mixin of `SparseBlockLinear` (uses its `blocks`, `n_blocks`, `_replan`)."""
 
     def begin_training(self, positions: Tensor) -> nn.Parameter | None:
         """Train the blocks at stack `positions` through a working copy: returns the new Parameter
@@ -35,7 +35,7 @@ class WorkingCopy:
         self.train_blocks = nn.Parameter(self.blocks.detach().index_select(0, pos).clone())
         self._train_slot, self._train_pos = slot, pos
         self.blocks.requires_grad_(False)
-        self.restore_route(self._route)  # drop per-route tensors built from the stack
+        self._replan()  # the route now reads the working copy
         return self.train_blocks
 
     def end_training(self) -> None:
@@ -46,7 +46,7 @@ class WorkingCopy:
             self.blocks.index_copy_(0, self._train_pos, self.train_blocks.detach().to(self.blocks.dtype))
         self.train_blocks, self._train_slot, self._train_pos = None, None, None
         self.blocks.requires_grad_(True)
-        self.restore_route(self._route)
+        self._replan()
 
     @contextlib.contextmanager
     def stored_values(self):
@@ -54,12 +54,12 @@ class WorkingCopy:
         (the stack is written only by `end_training`, so this is the layer as training began)."""
         saved = (self.train_blocks, self._train_slot, self._train_pos)
         self.train_blocks = self._train_slot = self._train_pos = None
-        self.restore_route(self._route)
+        self._replan()
         try:
             yield self
         finally:
             self.train_blocks, self._train_slot, self._train_pos = saved
-            self.restore_route(self._route)
+            self._replan()
 
     def read(self, positions: Tensor) -> Tensor:
         """Current values of the blocks at stack `positions` (k, b, b), differentiable w.r.t. whatever
@@ -72,7 +72,7 @@ class WorkingCopy:
     def _read_plan(self, pos: Tensor):
         """How `_read` assembles pos (k,) from stack and working copy: None when pos is exactly the
         trained blocks, else (hit (h,), src (h,)): the entries of pos that are trained, and their rows
-        in the working copy. Synchronises with the device: the forward builds it once per route."""
+        in the working copy. Synchronises with the device: built once per route plan."""
         slot = self._train_slot.index_select(0, pos)  # (k,)
         if pos.numel() == self.train_blocks.shape[0] and bool((slot == torch.arange(pos.numel(), device=pos.device)).all()):
             return None

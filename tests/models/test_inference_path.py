@@ -161,11 +161,11 @@ def test_clearing_the_route_frees_its_cached_tensors():
     seta.set_routing(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     with torch.no_grad():
         seta(**lm_batch())
-    assert any(layer._inference is not None for layer in seta.layers.values())
+    assert any(layer._plan is not None and layer._plan.no_grad is not None for layer in seta.layers.values())
     with seta.use_expert(seta.registry.expert(0)):
         pass
-    assert all(layer._inference is None for layer in seta.layers.values())  # restored route: rebuilt lazily
+    assert all(layer._plan is None or layer._plan.no_grad is None for layer in seta.layers.values())  # rebuilt lazily
     with torch.no_grad():
         seta(**lm_batch())
     seta.clear_route()
-    assert all(layer._inference is None and layer._route_index is None for layer in seta.layers.values())
+    assert all(layer._plan is None for layer in seta.layers.values())
