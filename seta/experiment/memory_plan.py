@@ -94,8 +94,16 @@ def memory_plan(preset) -> str:
         n_tasks = len(DEFAULT_STREAM)
     else:
         n_tasks = len(tr.epochs) if len(tr.epochs) > 1 else 8
-    fp32 = preset.dtype == "float32" and not preset.load_in_4bit and not tr.bf16  # weights and activations
-    c = plan_components(architecture_config(preset.arch), block_size=sp.block_size, ratio=sp.ratio,
+    tiny = preset.pretrain is not None  # the tiny presets build an fp32 model from a config
+    fp32 = (tiny or preset.dtype == "float32") and not preset.load_in_4bit and not tr.bf16  # weights and activations
+    if tiny:  # its config, with the tiny tokenizer's vocabulary
+        from seta.data import build_tiny_tokenizer
+        from seta.models.loading import tiny_config
+
+        config = tiny_config(preset.arch, tokenizer=build_tiny_tokenizer(), **preset.tiny_model)
+    else:
+        config = architecture_config(preset.arch)
+    c = plan_components(config, block_size=sp.block_size, ratio=sp.ratio,
                         target_modules=sp.target_modules, load_in_4bit=preset.load_in_4bit, batch=tr.batch_size,
                         seq=tr.max_prompt_len + tr.max_answer_len, n_tasks=n_tasks, compute_bytes=4 if fp32 else 2)
     T, B = tr.max_prompt_len + tr.max_answer_len, tr.batch_size

@@ -26,6 +26,7 @@ __all__ = [
     "prepare_for_kbit_training",
     "enable_gradient_checkpointing",
     "build_tiny_model",
+    "tiny_config",
     "architecture_config",
     "build_from_architecture",
     "TINY_DEFAULTS",
@@ -207,6 +208,25 @@ def build_from_architecture(name: str, device="meta", dtype="bfloat16"):
         return AutoModelForCausalLM.from_config(config, dtype=_dtype(dtype))
 
 
+def tiny_config(arch: str = "llama", *, vocab_size: int | None = None, tokenizer=None, **overrides):
+    """The HF config of `build_tiny_model` (TINY_DEFAULTS + overrides; vocab and special ids from the tokenizer)."""
+    from transformers import LlamaConfig, Qwen3Config
+
+    archs = {"llama": LlamaConfig, "qwen3": Qwen3Config}
+    if arch not in archs:
+        raise ValueError(f"arch must be one of {sorted(archs)}, got {arch!r}")
+    if tokenizer is not None:
+        vocab_size = len(tokenizer)
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            overrides.setdefault(key, getattr(tokenizer, key, None))
+    if not vocab_size:
+        raise ValueError("build_tiny_model needs vocab_size or a tokenizer")
+    fields = {**TINY_DEFAULTS, **overrides}
+    if arch == "qwen3":
+        fields.setdefault("head_dim", fields["hidden_size"] // fields["num_attention_heads"])
+    return archs[arch](vocab_size=vocab_size, **fields)
+
+
 def build_tiny_model(arch: str = "llama", *, vocab_size: int | None = None, tokenizer=None, seed: int = 0,
                      dtype="float32", load_in_4bit: bool = False, gradient_checkpointing: bool = False, **overrides):
     """A randomly initialised tiny Llama- or Qwen3-architecture causal LM for CPU runs.
@@ -216,24 +236,11 @@ def build_tiny_model(arch: str = "llama", *, vocab_size: int | None = None, toke
     model is saved to a temporary directory and reloaded through `load_base_model` as NF4 on the CPU
     (or the GPU when one is present), exactly as a real base would be. Parameters come back frozen.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import LlamaForCausalLM, Qwen3ForCausalLM
 
-    archs = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM)}
-    if arch not in archs:
-        raise ValueError(f"arch must be one of {sorted(archs)}, got {arch!r}")
-    if tokenizer is not None:
-        vocab_size = len(tokenizer)
-        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            overrides.setdefault(key, getattr(tokenizer, key, None))
-    if not vocab_size:
-        raise ValueError("build_tiny_model needs vocab_size or a tokenizer")
-    cfg_cls, model_cls = archs[arch]
-    fields = {**TINY_DEFAULTS, **overrides}
-    if arch == "qwen3":
-        fields.setdefault("head_dim", fields["hidden_size"] // fields["num_attention_heads"])
-    config = cfg_cls(vocab_size=vocab_size, **fields)
+    config = tiny_config(arch, vocab_size=vocab_size, tokenizer=tokenizer, **overrides)
     torch.manual_seed(seed)
-    model = model_cls(config).to(_dtype(dtype))
+    model = {"llama": LlamaForCausalLM, "qwen3": Qwen3ForCausalLM}[arch](config).to(_dtype(dtype))
     model.eval()
     if not load_in_4bit:
         for p in model.parameters():

@@ -1,5 +1,6 @@
 """`seta` itself: run is run_all's command, plan prints the memory plan, argument errors stay fast."""
 
+import pytest
 import os
 import subprocess
 import sys
@@ -35,6 +36,24 @@ def test_plan_prints_the_dry_run_memory_plan():
     assert "one 80 GB GPU" in result.output
     bad = CliRunner().invoke(main, ["plan", "--preset", "qwen3-4b", "--quick"])
     assert bad.exit_code == 2 and "--quick exists for smollm2 and tiny only" in bad.output
+
+
+
+@pytest.mark.parametrize("quick", [[], ["--quick"]])
+def test_plan_of_the_tiny_preset_sizes_its_own_model(quick):
+    """The tiny preset has no shipped architecture: its plan is of the model it builds (fp32, b = 16)."""
+    from seta.data import build_tiny_tokenizer
+    from seta.experiment.presets import TINY
+    from seta.models.loading import build_tiny_model
+
+    result = CliRunner().invoke(main, ["plan", "--preset", "tiny", *quick])
+    assert result.exit_code == 0, result.output
+    assert "base weights (fp32)" in result.output and "b=16" in result.output
+    model = build_tiny_model(TINY.arch, tokenizer=build_tiny_tokenizer(), **TINY.tiny_model)
+    b = TINY.sparse.block_size
+    n_blocks = sum((m.out_features // b) * (m.in_features // b) for name, m in model.named_modules()
+                   if name.rsplit(".", 1)[-1] in TINY.sparse.target_modules)
+    assert f"of {n_blocks} blocks, b={b}" in result.output, result.output
 
 
 def test_argument_errors_come_before_torch_is_imported(tmp_path):
