@@ -10,7 +10,11 @@ identical plain HF model (no wrappers) generating the same tokens count from the
 Also shown: the SETA-wrapped model with the route cleared (wrapper overhead alone); with --breakdown,
 route_batch alone, generate with the route already set, the base's prefill (one new token), and
 route_batch + generate with the routing features cached (the same prompts evaluated again).
-Every SETA call here runs under no grad, i.e. the layer's in-place inference path.
+Every SETA call here runs under no grad. `generate` folds the route into the base weights where the
+whole batch has one route and the base is dense fp32/fp64 (`seta.models.fold`); "unfolded" times the
+same calls with `fold_routes = False` (the layer's in-place delta path in every layer). `--one-expert`
+biases the gate so that every prompt routes to expert 0 (what evaluation's grouping by routed expert
+gives most batches, and a single prompt always); without it prompts route to different experts.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
 
 from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
+from seta.models.fold import folded
 
 
 def main():
@@ -37,6 +42,7 @@ def main():
     p.add_argument("--tasks", type=int, default=3, help="experts allocated before generation")
     p.add_argument("--ratio", type=float, default=0.01, help="block budget per task (fraction of all blocks)")
     p.add_argument("--block-size", type=int, default=32)
+    p.add_argument("--one-expert", action="store_true", help="the gate routes every prompt to expert 0")
     p.add_argument("--breakdown", action="store_true",
                    help="also time route_batch alone, generate with the route set, and the base's prefill")
     p.set_defaults(repeats=5, warmup=1)
@@ -68,6 +74,8 @@ def main():
                 layer.blocks.normal_(0, 1e-3, generator=None)
         for head in seta.router.gate.heads:
             head.weight.normal_(0, 1.0)
+        if args.one_expert:
+            seta.router.gate.heads[0].bias.fill_(1e4)
     seta.eval()
 
     ids = torch.randint(3, vocab, (args.batch, args.prompt_len), generator=g).to(seta.device)
@@ -75,6 +83,8 @@ def main():
     gen_kw = dict(attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                   do_sample=False, pad_token_id=0)
     probs = seta.route_batch(ids, mask, mode="top1")
+    with torch.inference_mode(), folded(seta) as n_folded:  # what generate folds for this route
+        pass
     routed = probs.argmax(1).tolist()
     active = sum(int(layer.get_route()[0].numel()) for layer in seta.layers.values() if layer.get_route() is not None)
 
@@ -88,6 +98,13 @@ def main():
             seta.route_batch(ids, mask, mode="top1")
             out = seta.generate(ids, **gen_kw)
         assert out.shape[1] == args.prompt_len + args.new_tokens
+
+    def run_seta_unfolded():  # the same, every layer on the delta path
+        seta.fold_routes = False
+        try:
+            run_seta()
+        finally:
+            seta.fold_routes = True
 
     def run_cleared():
         with torch.inference_mode(), seta.no_experts():
@@ -122,7 +139,7 @@ def main():
             out = seta.generate(ids, **gen_kw)
         assert out.shape[1] == args.prompt_len + args.new_tokens
 
-    fns = {"base": run_plain, "seta": run_seta, "cleared": run_cleared}
+    fns = {"base": run_plain, "seta": run_seta, "unfolded": run_seta_unfolded, "cleared": run_cleared}
     if args.breakdown:
         fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached, null=run_seta_null)
     cpu = {}
@@ -138,11 +155,15 @@ def main():
           f"{active} blocks active in the route")
     print(f"generate time (median of {args.repeats}, {args.warmup} warm-up): base {fmt_s(tb)} | "
           f"SETA route_batch+generate {fmt_s(ts)} | SETA wrappers, no route {fmt_s(tc)}")
-    print(f"ratio SETA/base {ts / tb:.3f}  (target <= 1.2) | wrappers-only/base {tc / tb:.3f}")
+    tu = med(times["unfolded"])
+    print(f"ratio SETA/base {ts / tb:.3f}  (target <= 1.2) | unfolded (delta path everywhere)/base {tu / tb:.3f} | "
+          f"wrappers-only/base {tc / tb:.3f}; {n_folded} of {len(seta.layers)} layers folded for this route")
     if device.type == "cpu":
         cb, cs, cc = med(cpu["base"]), med(cpu["seta"]), med(cpu["cleared"])
-        print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | no route {fmt_s(cc)} | "
-              f"ratio SETA/base {cs / cb:.3f} | wrappers-only/base {cc / cb:.3f}")
+        cu = med(cpu["unfolded"])
+        print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | unfolded {fmt_s(cu)} | "
+              f"no route {fmt_s(cc)} | ratio SETA/base {cs / cb:.3f} | unfolded/base {cu / cb:.3f} | "
+              f"wrappers-only/base {cc / cb:.3f}")
     if args.breakdown:
         tr, tg, tp = med(times["route"]), med(times["routed"]), med(times["prefill"])
         print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "

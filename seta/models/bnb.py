@@ -20,6 +20,8 @@ class SparseBlockLinear4bit(SparseBlockLinear):
     """Sparse block experts over a bitsandbytes `Linear4bit` (NF4) base: the packed base weight is
     never dequantised or touched; in/out features come from the layer's attributes."""
 
+    foldable = False  # the packed weight cannot take ΔW: generation keeps the delta path
+
     def merged_base(self, positions: Tensor) -> nn.Module:
         raise ValueError("merge_expert needs a dense base; reload the base in bf16/fp32 to merge, "
                          "or keep the adapter and route with set_expert")

@@ -110,6 +110,8 @@ class RoutePlan:
 class SparseBlockLinear(WorkingCopy, nn.Module):
     """Sparse block experts over a dense `nn.Linear` base."""
 
+    foldable = True  # the route can be folded into the base weight for generation (`seta.models.fold`)
+
     def __init__(self, base_layer: nn.Linear, block_size: int, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.base_layer = base_layer
@@ -125,6 +127,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
         self._train_pos: Tensor | None = None  # (k_t,) stack positions of train_blocks, sorted
+        self._folded: Tensor | None = None  # (k, b, b) W's blocks before `seta.models.fold` folded the route
 
     # ---- HF compatibility: code that reads proj.weight / proj.bias sees the base's -------------
     @property
@@ -214,6 +217,9 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
 
     def restore_route(self, route) -> None:
         """Put back a route returned by `get_route` (or None): builds its plan, dropping the old one."""
+        if self._folded is not None:
+            raise RuntimeError("the route changed while folded into the base weight (seta.models.fold.folded): "
+                               "change routes outside the `folded` block")
         if route is None:
             self._plan = None
             return
@@ -256,6 +262,11 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
         plan = self._plan
         if plan is None:
+            return result
+        if self._folded is not None:  # the base weight holds W + ΔW of this route
+            if torch.is_grad_enabled():
+                raise RuntimeError("forward with gradients while the route is folded into the base weight: "
+                                   "train outside `seta.models.fold.folded`")
             return result
         dtype = self.compute_dtype(x)
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():

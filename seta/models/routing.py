@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from seta.models.config import cache_name
+from seta.models.fold import folded
 from seta.models.gate import FeatureCache
 
 __all__ = ["Routing"]
@@ -25,6 +26,8 @@ __all__ = ["Routing"]
 
 class Routing:
     """Mixin of `SetaModel`: routes, routing features, gate routing, and `generate` under a route."""
+
+    fold_routes = True  # generate with the route folded into dense fp32/fp64 base weights (seta.models.fold)
 
     # ---- routes ------------------------------------------------------------------------------------
     def clear_route(self) -> None:
@@ -151,6 +154,11 @@ class Routing:
         expert for every row, the routed prefill *is* the routing-feature pass (the frozen base, no
         expert), so generation continues from that pass's KV cache (cropped by the last prompt token,
         which is recomputed to give the first logits) instead of running the prefill again.
+
+        With `fold_routes` (the default), layers whose route is the same for every row of the batch and
+        whose base is a dense fp32/fp64 weight decode with the route folded into that weight
+        (`seta.models.fold`: W + ΔW, restored exactly afterwards), at the base's cost; the others, and
+        every layer with `fold_routes = False`, add the block delta to the base output.
         """
         prefill, self._null_prefill = getattr(self, "_null_prefill", None), None
         name = cache_name()
@@ -162,7 +170,10 @@ class Routing:
                     and (mask is None) == (p_mask is None) and (mask is None or torch.equal(mask, p_mask))):
                 cache.crop(-1)  # drop the last prompt token: generate recomputes it for the first logits
                 kwargs[name] = cache
-        return self.model.generate(*args, **kwargs)
+        if not self.fold_routes:
+            return self.model.generate(*args, **kwargs)
+        with folded(self):
+            return self.model.generate(*args, **kwargs)
 
     def _any_route(self) -> bool:
         return any(layer.get_route() is not None for layer in self.layers.values())
