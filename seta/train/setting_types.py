@@ -16,20 +16,24 @@ def type_name(tp) -> str:
     return "none" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+def _union_member(value, tp, convert):
+    """convert(value, member) for the first member type of union tp (None's aside) that takes it."""
+    for arg in typing.get_args(tp):
+        if arg is not type(None):
+            try:
+                return convert(value, arg)
+            except ValueError:
+                pass
+    raise ValueError
+
+
 def from_text(text: str, tp):
     """A ``--set`` value's text as a value of type tp (ValueError when it is not one)."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if type(None) in args and text.lower() in ("none", "null", ""):
+        if type(None) in typing.get_args(tp) and text.lower() in ("none", "null", ""):
             return None
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return from_text(text, arg)
-                except ValueError:
-                    pass
-        raise ValueError
+        return _union_member(text, tp, from_text)
     if origin is tuple:
         body = text.strip()
         if body.startswith("[") and body.endswith("]"):
@@ -56,15 +60,9 @@ def check_value(value, tp):
     """A value read from a file, checked against type tp (ValueError when it is not one)."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
-        for arg in typing.get_args(tp):
-            if arg is type(None) and value is None:
-                return None
-            if arg is not type(None):
-                try:
-                    return check_value(value, arg)
-                except ValueError:
-                    pass
-        raise ValueError
+        if type(None) in typing.get_args(tp) and value is None:
+            return None
+        return _union_member(value, tp, check_value)
     if origin is tuple:
         if not isinstance(value, list):
             value = [value]  # one value for a list field (e.g. epochs: 3)
