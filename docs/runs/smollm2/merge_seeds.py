@@ -5,7 +5,8 @@ computes them) and BBH after each method's stream.
 
 The first argument is a summary.json (seed 0 here: its per-run files did not survive a machine change);
 the others are run_all output folders (OUT/<method>/seed<k>/result.json). Only methods with every seed
-get a mean; the others are listed with the seeds they have.
+get a mean; the others are listed with the seeds they have. `--markdown` (first argument) prints the
+README's table of the same figures instead of the JSON.
 """
 
 import json
@@ -43,8 +44,37 @@ def stats(values):
             "values": values}
 
 
+def fmt(st, signed=False):
+    if st is None:
+        return "—"
+    m = f"{st['mean']:+.1f}" if signed else f"{st['mean']:.1f}"
+    m = m.replace("-", "−")
+    return m if st["std"] is None else f"{m} ± {st['std']:.1f}"
+
+
+def markdown(out):
+    """The table: one row per method, mean ± sample std over its seeds, then OP/BWT/LA per seed."""
+    rows = ["| Method | Seeds | OP | BWT | LA | Routing acc. | BBH after |", "|---|---|---:|---:|---:|---:|---:|"]
+    per = []
+    for m, v in out["methods"].items():
+        rows.append(f"| {m} | {', '.join(map(str, v['seeds']))} | {fmt(v['OP'])} | {fmt(v['BWT'], True)} | "
+                    f"{fmt(v['LA'])} | {fmt(v['routing'])} | {fmt(v['BBH_after'])} |")
+        cells = []
+        for i, _ in enumerate(v["seeds"]):
+            op = f"{v['OP']['values'][i]:.1f}"
+            if v["BWT"] is not None:
+                op += f"/{v['BWT']['values'][i]:+.1f}/{v['LA']['values'][i]:.1f}".replace("-", "−")
+            cells.append(op)
+        per.append(f"{m} {', '.join(cells)}")
+    return "\n".join(rows) + "\n\nPer seed (OP / BWT / LA): " + "; ".join(per) + "."
+
+
 def main():
-    runs = per_seed(sys.argv[1], sys.argv[2:])
+    args = sys.argv[1:]
+    md = args[:1] == ["--markdown"]
+    if md:
+        args = args[1:]
+    runs = per_seed(args[0], args[1:])
     all_seeds = sorted({s for m in runs.values() for s in m})
     out = {"seeds": all_seeds, "methods": {}}
     for m, by_seed in runs.items():
@@ -59,7 +89,7 @@ def main():
             "routing": stats([r["routing"] for r in rows]),
             "BBH_after": stats([r["bbh"] for r in rows]),
         }
-    print(json.dumps(out, indent=1))
+    print(markdown(out) if md else json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
