@@ -87,6 +87,7 @@ def main():
         pass
     routed = probs.argmax(1).tolist()
     active = sum(int(layer.get_route()[0].numel()) for layer in seta.layers.values() if layer.get_route() is not None)
+    with_blocks = sum(1 for layer in seta.layers.values() if layer.get_route() is not None)  # the others: base only
 
     def run_plain():
         with torch.inference_mode():
@@ -157,7 +158,8 @@ def main():
           f"SETA route_batch+generate {fmt_s(ts)} | SETA wrappers, no route {fmt_s(tc)}")
     tu = med(times["unfolded"])
     print(f"ratio SETA/base {ts / tb:.3f}  (target <= 1.2) | unfolded (delta path everywhere)/base {tu / tb:.3f} | "
-          f"wrappers-only/base {tc / tb:.3f}; {n_folded} of {len(seta.layers)} layers folded for this route")
+          f"wrappers-only/base {tc / tb:.3f}; {n_folded} of {len(seta.layers)} layers folded for this route "
+          f"({with_blocks} have routed blocks)")
     if device.type == "cpu":
         cb, cs, cc = med(cpu["base"]), med(cpu["seta"]), med(cpu["cleared"])
         cu = med(cpu["unfolded"])
