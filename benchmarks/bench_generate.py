@@ -13,8 +13,8 @@ route_batch + generate with the routing features cached (the same prompts evalua
 Every SETA call here runs under no grad. `generate` folds the route into the base weights where the
 whole batch has one route and the base is dense fp32/fp64 (`seta.models.fold`); "unfolded" times the
 same calls with `fold_routes = False` (the layer's in-place delta path in every layer). `--one-expert`
-biases the gate so that every prompt routes to expert 0 (what evaluation's grouping by routed expert
-gives most batches, and a single prompt always); without it prompts route to different experts.
+biases the gate so that every prompt routes to expert 0 (a single prompt always has one route;
+evaluation batches mostly do not, see BENCHMARKS.md §7.1); without it prompts route to different experts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import torch
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
 
+from seta.data import build_tiny_tokenizer
+from seta.experiment.presets import TINY
 from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
 from seta.models.fold import folded
 
@@ -36,6 +38,9 @@ def main():
     p = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--4bit", dest="four_bit", action="store_true", help="NF4 base")
     p.add_argument("--model", default="", help="a local HF checkpoint (e.g. SmolLM2) instead of the mid Llama")
+    p.add_argument("--tiny", action="store_true",
+                   help="the tiny preset's architecture (hidden 128, 2 layers, its tokenizer's vocab; random weights) "
+                        "instead of the mid Llama; pair with --block-size 16 --ratio 0.1 as that preset trains")
     p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=64)
@@ -49,7 +54,7 @@ def main():
     args = p.parse_args()
     device = setup(args)
 
-    vocab = MID_VOCAB
+    vocab = len(build_tiny_tokenizer()) if args.tiny else MID_VOCAB
 
     def base():
         if args.model:
@@ -57,8 +62,9 @@ def main():
             m = load_base_model(os.path.expanduser(args.model), load_in_4bit=args.four_bit, dtype=args.dtype,
                                 device_map=str(device) if args.four_bit else None)
             return (m if args.four_bit else m.to(device)).eval()
-        m = build_tiny_model("llama", vocab_size=MID_VOCAB, seed=args.seed, dtype=args.dtype, load_in_4bit=args.four_bit,
-                             pad_token_id=0, bos_token_id=1, eos_token_id=2, **MID_LLAMA)
+        shape = TINY.tiny_model if args.tiny else MID_LLAMA
+        m = build_tiny_model("llama", vocab_size=vocab, seed=args.seed, dtype=args.dtype, load_in_4bit=args.four_bit,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2, **shape)
         return (m if args.four_bit else m.to(device)).eval()
 
     plain = base()
@@ -147,8 +153,10 @@ def main():
     times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
     print(f"machine: {machine()}")
+    shape = TINY.tiny_model if args.tiny else MID_LLAMA
     name = (os.path.basename(os.path.expanduser(args.model).rstrip("/")) if args.model else
-            f"mid Llama hidden 512 x {MID_LLAMA['num_hidden_layers']} layers, vocab {MID_VOCAB}")
+            f"{'tiny preset Llama' if args.tiny else 'mid Llama'} hidden {shape['hidden_size']} x "
+            f"{shape['num_hidden_layers']} layers, vocab {vocab}")
     print(f"base: {name}; "
           f"{'NF4 4-bit' if args.four_bit else args.dtype}; device {device}")
     print(f"prompts {args.batch} x {args.prompt_len} tokens, {args.new_tokens} new tokens (greedy); "
