@@ -16,7 +16,9 @@ A layer is left on the delta path (not folded) when: its base is not a dense fp3
 (NF4 packs its weight; adding a small ΔW into bf16/fp16 weights would round most of it away); its
 route has per-example weights that differ between examples (a mixed batch: W' would differ per row);
 the grid is ragged (out or in features not a multiple of b); a working copy is training; autocast is
-on; or its weight is shared with another parameter (tied weights: folding would change both).
+on; its weight is shared with another parameter (tied weights: folding would change both); or the
+weight is offloaded (on the meta device, or the base layer carries an accelerate hook that loads the
+weight for each forward: the fold would change a placeholder, not the weight that computes).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def can_fold(layer, shared: Counter | None = None) -> bool:
     g = layer.grid
     if w.dtype not in FOLD_DTYPES or not w.is_contiguous() or autocast_dtype(w.device) is not None:
         return False
+    if w.device.type == "meta" or hasattr(layer.base_layer, "_hf_hook"):
+        return False  # offloaded (accelerate loads the weight per forward): a fold would not reach it
     if g.out_features % g.block_size or g.in_features % g.block_size:
         return False
     if shared is not None and shared[w.data_ptr()] > 1:

@@ -141,6 +141,24 @@ def test_ragged_grid_is_not_folded():
     assert not any(can_fold(layer) for layer in seta.layers.values())
 
 
+def test_offloaded_weights_are_not_folded():
+    """An accelerate-offloaded layer (meta weight, or a hook that loads the weight per forward) keeps the
+    delta path: folding into the placeholder would silently drop the expert."""
+    seta = tiny_seta()
+    n = seta.index.n_blocks
+    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.2, rule="raw")
+    seta.set_task(0)
+    layers = [seta.layers[name] for name in _routed_layers(seta)]
+    assert len(layers) >= 2 and all(can_fold(layer) for layer in layers)
+    hooked, meta = layers[0], layers[1]
+    hooked.base_layer._hf_hook = object()  # what accelerate's add_hook_to_module sets
+    meta.base_layer.weight = torch.nn.Parameter(torch.empty_like(meta.base_layer.weight, device="meta"),
+                                                requires_grad=False)
+    assert not can_fold(hooked) and not can_fold(meta)
+    with folded(seta) as n_folded:
+        assert n_folded == len(layers) - 2
+
+
 @settings(max_examples=25, deadline=None)
 @given(p=st.floats(0.05, 1.0), q=st.floats(0.0, 1.0), scale=st.floats(0.01, 2.0), seed=st.integers(0, 2**16))
 def test_property_fold_equals_delta_and_restores_exactly(p, q, scale, seed):
