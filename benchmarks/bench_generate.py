@@ -54,6 +54,7 @@ def main():
     args = p.parse_args()
     device = setup(args)
 
+    shape = TINY.tiny_model if args.tiny else MID_LLAMA  # the random model's architecture (without --model)
     vocab = len(build_tiny_tokenizer()) if args.tiny else MID_VOCAB
 
     def base():
@@ -62,7 +63,6 @@ def main():
             m = load_base_model(os.path.expanduser(args.model), load_in_4bit=args.four_bit, dtype=args.dtype,
                                 device_map=str(device) if args.four_bit else None)
             return (m if args.four_bit else m.to(device)).eval()
-        shape = TINY.tiny_model if args.tiny else MID_LLAMA
         m = build_tiny_model("llama", vocab_size=vocab, seed=args.seed, dtype=args.dtype, load_in_4bit=args.four_bit,
                              pad_token_id=0, bos_token_id=1, eos_token_id=2, **shape)
         return (m if args.four_bit else m.to(device)).eval()
@@ -92,8 +92,8 @@ def main():
     with torch.inference_mode(), folded(seta) as n_folded:  # what generate folds for this route
         pass
     routed = probs.argmax(1).tolist()
-    active = sum(int(layer.get_route()[0].numel()) for layer in seta.layers.values() if layer.get_route() is not None)
-    with_blocks = sum(1 for layer in seta.layers.values() if layer.get_route() is not None)  # the others: base only
+    routes = [r for r in (layer.get_route() for layer in seta.layers.values()) if r is not None]
+    active, with_blocks = sum(int(r[0].numel()) for r in routes), len(routes)  # layers without a route: base only
 
     def run_plain():
         with torch.inference_mode():
@@ -153,7 +153,6 @@ def main():
     times = interleaved_timing(fns, device, args.warmup, args.repeats, cpu=cpu)
     tb, ts, tc = med(times["base"]), med(times["seta"]), med(times["cleared"])
     print(f"machine: {machine()}")
-    shape = TINY.tiny_model if args.tiny else MID_LLAMA
     name = (os.path.basename(os.path.expanduser(args.model).rstrip("/")) if args.model else
             f"{'tiny preset Llama' if args.tiny else 'mid Llama'} hidden {shape['hidden_size']} x "
             f"{shape['num_hidden_layers']} layers, vocab {vocab}")

@@ -133,21 +133,23 @@ def test_layers_that_stay_on_the_delta_path(variant):
         assert n == len(_routed_layers(seta)) - 1 and a._folded is None
 
 
-def test_ragged_grid_is_not_folded():
-    seta = tiny_seta(block_size=24)  # 64 and 128 are not multiples of 24
-    n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.2, rule="raw")
+def _one_expert_seta(**kwargs):
+    """A tiny SetaModel with one expert (the top 20 % of blocks by a fixed score), routed to it."""
+    seta = tiny_seta(**kwargs)
+    seta.allocate(0, torch.linspace(1.0, 2.0, seta.index.n_blocks, dtype=torch.float64), ratio=0.2, rule="raw")
     seta.set_task(0)
+    return seta
+
+
+def test_ragged_grid_is_not_folded():
+    seta = _one_expert_seta(block_size=24)  # 64 and 128 are not multiples of 24
     assert not any(can_fold(layer) for layer in seta.layers.values())
 
 
 def test_offloaded_weights_are_not_folded():
     """An accelerate-offloaded layer (meta weight, or a hook that loads the weight per forward) keeps the
     delta path: folding into the placeholder would silently drop the expert."""
-    seta = tiny_seta()
-    n = seta.index.n_blocks
-    seta.allocate(0, torch.linspace(1.0, 2.0, n, dtype=torch.float64), ratio=0.2, rule="raw")
-    seta.set_task(0)
+    seta = _one_expert_seta()
     layers = [seta.layers[name] for name in _routed_layers(seta)]
     assert len(layers) >= 2 and all(can_fold(layer) for layer in layers)
     hooked, meta = layers[0], layers[1]

@@ -44,11 +44,14 @@ def stats(values):
             "values": values}
 
 
+def _minus(text):
+    return text.replace("-", "−")  # the typographic minus of the README's tables
+
+
 def fmt(st, signed=False):
     if st is None:
         return "—"
-    m = f"{st['mean']:+.1f}" if signed else f"{st['mean']:.1f}"
-    m = m.replace("-", "−")
+    m = _minus(f"{st['mean']:+.1f}" if signed else f"{st['mean']:.1f}")
     return m if st["std"] is None else f"{m} ± {st['std']:.1f}"
 
 
@@ -63,7 +66,7 @@ def markdown(out):
         for i, _ in enumerate(v["seeds"]):
             op = f"{v['OP']['values'][i]:.1f}"
             if v["BWT"] is not None:
-                op += f"/{v['BWT']['values'][i]:+.1f}/{v['LA']['values'][i]:.1f}".replace("-", "−")
+                op += _minus(f"/{v['BWT']['values'][i]:+.1f}/{v['LA']['values'][i]:.1f}")
             cells.append(op)
         per.append(f"{m} {', '.join(cells)}")
     return "\n".join(rows) + "\n\nPer seed (OP / BWT / LA): " + "; ".join(per) + "."
