@@ -26,7 +26,7 @@ import sys
 import torch
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup
+from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup, sync
 
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
@@ -48,6 +48,9 @@ def main():
     p.add_argument("--ratio", type=float, default=0.01, help="block budget per task (fraction of all blocks)")
     p.add_argument("--block-size", type=int, default=32)
     p.add_argument("--one-expert", action="store_true", help="the gate routes every prompt to expert 0")
+    p.add_argument("--decode-step", action="store_true",
+                   help="also time one decoding step (a forward of one token per row on a KV cache): the base, "
+                        "SETA with no expert, SETA with the route on the delta path; per routed layer, the delta's cost")
     p.add_argument("--breakdown", action="store_true",
                    help="also time route_batch alone, generate with the route set, and the base's prefill")
     p.set_defaults(repeats=5, warmup=1)
@@ -188,6 +191,46 @@ def main():
             cb = med(cpu["base"])
             print("process CPU time ratios to the base: " + " | ".join(
                 f"{n} {med(cpu[n]) / cb:.3f}" for n in ("seta", "route", "routed", "prefill", "cached", "null")))
+    if args.decode_step:
+        decode_step_breakdown(plain, seta, ids, mask, args.new_tokens, args.repeats, device)
+
+
+def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, device) -> None:
+    """Process CPU time (wall on a GPU) of one greedy decoding step, median over `repeats` runs of
+    `steps` steps after a prefill, for the base, SETA with no expert (the wrappers alone) and SETA with
+    the route on the delta path (no fold); the difference / routed layers is the delta's price per
+    layer in the running model (BENCHMARKS.md §7.3)."""
+    import contextlib
+    import time
+
+    from seta.models.config import cache_name
+
+    name = cache_name()  # `cache` or `past_key_values`, whichever this transformers takes
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+
+    def per_step(model, ctx) -> float:
+        runs = []
+        for _ in range(repeats):
+            with torch.inference_mode(), ctx():
+                out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+                cache, tok, m = getattr(out, name), out.logits[:, -1:].argmax(-1), mask  # (B, 1) next tokens
+                sync(device)
+                start = clock()
+                for _ in range(steps):
+                    m = torch.cat([m, torch.ones_like(tok)], 1)
+                    out = model(input_ids=tok, attention_mask=m, use_cache=True, **{name: cache})
+                    cache, tok = getattr(out, name), out.logits[:, -1:].argmax(-1)
+                sync(device)
+                runs.append((clock() - start) / steps)
+        return med(runs)
+
+    routed = sum(layer.get_route() is not None for layer in seta.layers.values())
+    tb, tn, tr = (per_step(plain, contextlib.nullcontext), per_step(seta, seta.no_experts),
+                  per_step(seta, contextlib.nullcontext))
+    print(f"one decoding step ({'CPU' if device.type == 'cpu' else 'wall'} time, median of {repeats} x {steps} steps): "
+          f"base {tb * 1e6:.0f} us | SETA, no expert {tn * 1e6:.0f} us | SETA, route on the delta path "
+          f"{tr * 1e6:.0f} us ({tr / tb:.3f} of the base) | per routed layer ({routed}): delta {(tr - tn) / routed * 1e6:.1f} us, "
+          f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer")
 
 
 if __name__ == "__main__":

@@ -196,13 +196,18 @@ def block_delta_add_(y: Tensor, x: Tensor, blocks: Tensor, rows: Tensor, cols: T
 
 
 def delta_add_(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
-                wt: Tensor | None, slots: tuple[Tensor, Tensor] | None) -> Tensor:
+                wt: Tensor | None, slots: tuple[Tensor, Tensor] | None, autocast_on: bool | None = None) -> Tensor:
     """`block_delta_add_` without checks, for callers that built valid inputs once (the layer, per route).
 
     blocks_t: (k, b, b) = blocksᵀ per block; wt: None or (k, B, 1, 1) weights; y contiguous, b | d_out;
-    slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True).
+    slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True); autocast_on:
+    whether autocast is on for y's device, when the caller already knows (None: looked up here).
     """
-    with _autocast_off(y):
+    if autocast_on is None:
+        autocast_on = autocast_dtype(y.device) is not None
+    if not autocast_on:  # at every decoding step of every layer: no context to enter
+        return _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots)
+    with torch.autocast(y.device.type, enabled=False):
         return _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots)
 
 

@@ -268,13 +268,17 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
                 raise RuntimeError("forward with gradients while the route is folded into the base weight: "
                                    "train outside `seta.models.fold.folded`")
             return result
-        dtype = self.compute_dtype(x)
+        autocast = autocast_dtype(x.device)
+        dtype = autocast or self.blocks.dtype  # `compute_dtype(x)`
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # no autograd: in place into the fresh base output, from the plan's no-grad tensors
             ng = plan.no_grad_tensors(self.blocks, dtype)
-            wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
+            wt = ng.wt  # (k, B, 1, 1) | None, in dtype
+            if wt is not None and wt.shape[1] != x.shape[0]:
+                wt = self._example_weights(wt, x.shape[0], 1, dtype)
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
-            return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots)
+            return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
+                              autocast_on=autocast is not None)
         # differentiable, out of place: grads reach the working copy, or scatter back to the stack
         blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.read_plan)
         w = self._example_weights(plan.weights, x.shape[0], 0, dtype)  # (B, k) | None

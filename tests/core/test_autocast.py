@@ -4,7 +4,7 @@ switched off for their own ops), so results match the same call outside autocast
 import pytest
 import torch
 
-from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, block_delta_add_, block_delta_reference
+from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, block_delta_add_, block_delta_reference, delta_add_
 from seta.core.sensitivity import block_fisher_scores
 
 AUTOCAST = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
@@ -72,6 +72,14 @@ def test_in_place_product_under_autocast_equals_outside(y_dtype):
         inside = block_delta_add_(y0.clone(), x, blocks, rows, cols, grid, w)
     assert inside.dtype == y_dtype
     torch.testing.assert_close(inside, plain, rtol=0, atol=0)
+    # the layer's call: it tells `delta_add_` whether autocast is on instead of letting it look
+    blocks_t, wt = blocks.transpose(1, 2), w.t().contiguous()[:, :, None, None]  # (k, b, b), (k, B, 1, 1)
+    slots = None if y_dtype == torch.float32 else torch.unique(rows, return_inverse=True)
+    told_off = delta_add_(y0.clone(), x, blocks_t, rows, cols, grid, wt, slots, autocast_on=False)
+    with AUTOCAST():
+        told_on = delta_add_(y0.clone(), x, blocks_t, rows, cols, grid, wt, slots, autocast_on=True)
+    torch.testing.assert_close(told_off, plain, rtol=0, atol=0)
+    torch.testing.assert_close(told_on, plain, rtol=0, atol=0)
 
 
 def test_block_sensitivity_under_autocast_equals_outside():
