@@ -192,6 +192,7 @@ def main():
             print("process CPU time ratios to the base: " + " | ".join(
                 f"{n} {med(cpu[n]) / cb:.3f}" for n in ("seta", "route", "routed", "prefill", "cached", "null")))
     if args.decode_step:
+        seta.set_routing(probs)  # the gate's routes of this batch (the null contender above cleared them)
         decode_step_breakdown(plain, seta, ids, mask, args.new_tokens, args.repeats, device)
 
 
