@@ -20,8 +20,10 @@ evaluation batches mostly do not, see BENCHMARKS.md §7.1); without it prompts r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import time
 
 import torch
 
@@ -31,6 +33,7 @@ from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
 from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
+from seta.models.config import cache_name
 from seta.models.fold import folded
 
 
@@ -201,11 +204,6 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
     `steps` steps after a prefill, for the base, SETA with no expert (the wrappers alone) and SETA with
     the route on the delta path (no fold); the difference / routed layers is the delta's price per
     layer in the running model (BENCHMARKS.md §7.3)."""
-    import contextlib
-    import time
-
-    from seta.models.config import cache_name
-
     name = cache_name()  # `cache` or `past_key_values`, whichever this transformers takes
     clock = time.process_time if device.type == "cpu" else time.perf_counter
 

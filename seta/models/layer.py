@@ -256,7 +256,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
                                  f"{batch}; set the routing for this batch (num_return_sequences/beams "
                                  "must be an integer multiple)")
             w = w.repeat_interleave(batch // w.shape[dim], dim=dim)
-        return w.to(dtype)
+        return w if w.dtype == dtype else w.to(dtype)  # `.to` costs a dispatch even when it returns w
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
@@ -273,9 +273,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # no autograd: in place into the fresh base output, from the plan's no-grad tensors
             ng = plan.no_grad_tensors(self.blocks, dtype)
-            wt = ng.wt  # (k, B, 1, 1) | None, in dtype
-            if wt is not None and wt.shape[1] != x.shape[0]:
-                wt = self._example_weights(wt, x.shape[0], 1, dtype)
+            wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
                               autocast_on=autocast is not None)
