@@ -57,7 +57,7 @@ def main():
         with torch.inference_mode():
             layer(x)
             plan, g = layer._plan, layer.grid
-            ng = plan.no_grad_tensors(layer.blocks, torch.float32)
+            ng = plan.no_grad_tensors(layer.blocks, torch.float32, g)
             xg = x.reshape(-1, g.n_cols, b).index_select(1, plan.cols).transpose(0, 1)  # (k, N, b)
             out = torch.bmm(xg, ng.blocks_t)  # (k, N, b)
             yr = base(x).view(-1, g.n_rows, b)  # (N, n_rows, b)

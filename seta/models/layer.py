@@ -18,7 +18,8 @@ begin/end of a working copy, device and dtype moves, state-dict loads). `forward
 plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
 output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
-to the stack are seen by its version counter); else (training, ragged output edges, a working copy)
+to the stack are seen by its version counter), in one C call at decoding sizes on the CPU
+(`seta.models.cpu_kernel`, fp32, at most 16 tokens); else (training, ragged output edges, a working copy)
 through `block_delta`, differentiable, out of place. Both compute the same delta.
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
@@ -40,11 +41,13 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, blocks_to_dense, delta_add_
+from seta.models.cpu_kernel import fused_delta
 from seta.models.working_copy import WorkingCopy
 
 __all__ = ["RoutePlan", "SparseBlockLinear"]
@@ -59,6 +62,7 @@ class NoGradTensors:
     blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (weights equal for every example folded in)
     wt: Tensor | None  # (k, B, 1, 1) per-example weights in dtype, or None
     slots: tuple[Tensor, Tensor]  # torch.unique(rows, return_inverse=True)
+    fused: Callable | None  # `seta.models.cpu_kernel.fused_delta` of blocks_t (fp32 on the CPU), else None
 
 
 @dataclass(eq=False)
@@ -81,7 +85,7 @@ class RoutePlan:
         pos = self.positions
         return stack if pos.numel() == stack.shape[0] else stack.index_select(0, pos)
 
-    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype) -> NoGradTensors:
+    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype, grid: BlockGrid) -> NoGradTensors:
         """The in-place path's tensors for the stack's current values in dtype, built once. Weights
         equal for every example (one expert for the whole batch) are folded into blocksᵀ (in the
         blocks' dtype, then cast). Holds a copy of the routed blocks (unless the route is the whole
@@ -102,7 +106,9 @@ class RoutePlan:
                 elif w is not None:
                     wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
                 slots = torch.unique(self.rows, return_inverse=True)
-                ng = NoGradTensors(dtype, stack._version, routed.to(dtype).transpose(1, 2), wt, slots)
+                blocks_t = routed.to(dtype).transpose(1, 2).contiguous()  # (k, b, b)
+                fused = fused_delta(blocks_t, self.rows, self.cols, grid)
+                ng = NoGradTensors(dtype, stack._version, blocks_t, wt, slots, fused)
             self.no_grad = ng
         return ng
 
@@ -272,8 +278,10 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         dtype = autocast or self.blocks.dtype  # `compute_dtype(x)`
         if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
             # no autograd: in place into the fresh base output, from the plan's no-grad tensors
-            ng = plan.no_grad_tensors(self.blocks, dtype)
+            ng = plan.no_grad_tensors(self.blocks, dtype, self.grid)
             wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
+            if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
+                return result
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
                               autocast_on=autocast is not None)

@@ -1,0 +1,183 @@
+"""The layer's no-grad delta at decoding sizes in one C call (fp32, CPU): a fast path of
+`seta.core.blocks.delta_add_`, which stays the reference and the path everywhere else.
+
+    y[n, rows_i·b + j] += w_{i,n} · Σ_c x[n, cols_i·b + c] · blocks_t[i, c, j]
+
+Why: while decoding, each routed layer's delta is four small torch ops (gather, bmm, scale,
+index_add) whose dispatch costs more than their arithmetic; for a batch whose rows route to
+different experts (no fold, `seta.models.fold`) they were most of SETA's price on the CPU
+(BENCHMARKS.md §7.3-§7.4). `cpu_kernel.c` does the same sums in one call, four tokens sharing each
+load of a block. It is used for inputs of at most `MAX_TOKENS` tokens (above, the torch ops' BLAS
+bmm is faster; BENCHMARKS.md §7.4 measures both).
+
+Built at first use with the system C compiler (`$CC`, else `cc`/`gcc`; about 0.3 s) into
+`<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/`, keyed by the source, compiler and flags, and loaded
+with ctypes. GCC on x86-64 builds AVX-512, AVX2 and baseline clones, picked when the library
+loads. No compiler, a failed build or `SETA_CPU_KERNEL=0` in the environment: one warning (none
+for the variable), and the torch ops are used; results agree to rounding either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from seta.core.blocks import BlockGrid
+
+__all__ = ["MAX_TOKENS", "delta_add_cpu", "disabled", "enabled", "fused_delta", "library"]
+
+MAX_TOKENS = 16  # largest x.numel() / d_in the kernel takes (BENCHMARKS.md §7.4)
+_FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
+_state = {"on": True}  # switched by `disabled()`
+
+
+def _off_by_environment() -> bool:
+    return os.environ.get("SETA_CPU_KERNEL", "1") == "0"
+
+
+def enabled() -> bool:
+    """Whether layers use the kernel where it applies: not with `SETA_CPU_KERNEL=0` in the environment
+    (then it is never built) nor inside `disabled()`."""
+    return _state["on"] and not _off_by_environment()
+
+
+@contextmanager
+def disabled():
+    """Within the block, layers use the torch ops (benchmarks time both in one process; plans built
+    before or inside the block keep their kernel for afterwards)."""
+    before, _state["on"] = _state["on"], False
+    try:
+        yield
+    finally:
+        _state["on"] = before
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _cache_dir() -> Path:
+    root = Path(os.environ.get("SETA_CACHE_DIR", Path.home() / ".cache" / "seta"))
+    return root / "kernels"
+
+
+def _build(cc: str, source: Path) -> Path:
+    """The compiled library (built unless the cache has it); CalledProcessError/OSError on failure."""
+    errors = []
+    for extra in ((), ("-DSETA_NO_CLONES",)):  # target_clones needs ifunc support (not on musl, say)
+        flags = (*_FLAGS, *extra)
+        key = hashlib.sha256(b"\0".join([source.read_bytes(), cc.encode(), " ".join(flags).encode(),
+                                         platform.machine().encode()])).hexdigest()[:16]
+        for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "seta-kernels"):
+            out = folder / f"cpu_kernel-{key}.so"
+            if out.exists():
+                return out
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{out.name}.{os.getpid()}.tmp"
+                subprocess.run([cc, *flags, "-o", str(tmp), str(source)], check=True, capture_output=True,
+                               text=True, timeout=120)
+                os.replace(tmp, out)  # whole or absent, also with several processes building at once
+                return out
+            except subprocess.CalledProcessError as e:
+                errors.append(f"{' '.join(flags)}: exit status {e.returncode} {e.stderr.strip()[-500:]}".strip())
+                break  # the compiler refused these flags: try the next ones
+            except OSError as e:  # e.g. a read-only cache: try the temporary folder
+                errors.append(str(e))
+    raise OSError("; ".join(errors))
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> Callable | None:
+    """The kernel's C function, built and loaded once per process; None (with one warning) where it
+    cannot be built; None, silently, with `SETA_CPU_KERNEL=0`."""
+    if _off_by_environment():
+        return None
+    cc = _compiler()
+    if cc is None:
+        warnings.warn("seta: no C compiler found (set CC or install gcc): the sparse delta uses torch ops, "
+                      "slower when decoding on the CPU", RuntimeWarning, stacklevel=2)
+        return None
+    try:
+        with resources.as_file(resources.files("seta.models") / "cpu_kernel.c") as source:
+            path = _build(cc, Path(source))
+        fn = ctypes.CDLL(str(path)).seta_delta_add_f32
+    except (OSError, subprocess.SubprocessError, AttributeError) as e:
+        warnings.warn(f"seta: could not build the CPU delta kernel with {cc} ({e}); the sparse delta uses "
+                      "torch ops, slower when decoding on the CPU", RuntimeWarning, stacklevel=2)
+        return None
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 6
+    return fn
+
+
+def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid) -> Callable | None:
+    """For fixed blocks, the kernel bound to them: `call(y, x, wt)` adds the delta into y and returns
+    True, or returns False (y untouched) where the kernel does not apply to these inputs (more than
+    `MAX_TOKENS` tokens, another dtype, not contiguous, or turned off). None where it never applies
+    to these blocks (not fp32 on the CPU, b not dividing both sides, no kernel built).
+
+    blocks_t: (k, b, b) blocksᵀ, copied to contiguous memory once; rows, cols: (k,) block coordinates.
+    """
+    b = grid.block_size
+    if (blocks_t.device.type != "cpu" or blocks_t.dtype != torch.float32 or grid.in_features % b
+            or grid.out_features % b or library() is None):
+        return None
+    fn = library()
+    bt = blocks_t.contiguous()  # (k, b, b)
+    rc = rows.to(torch.int64).contiguous(), cols.to(torch.int64).contiguous()  # kept alive with the call
+    k, d_out, d_in = bt.shape[0], grid.out_features, grid.in_features
+    fixed = (bt.data_ptr(), rc[0].data_ptr(), rc[1].data_ptr())
+    limit = MAX_TOKENS * d_in
+
+    def call(y: Tensor, x: Tensor, wt: Tensor | None) -> bool:
+        """y: (B, ..., d_out), x: (B, ..., d_in) fp32, contiguous; wt: None or (k, B, 1, 1)."""
+        n_x = x.numel()
+        if (n_x > limit or not _state["on"] or x.dtype != torch.float32 or y.dtype != torch.float32
+                or not (x.is_contiguous() and y.is_contiguous()) or (wt is not None and not wt.is_contiguous())):
+            return False
+        n = n_x // d_in
+        examples = x.shape[0] if x.dim() > 1 else 1
+        fn(y.data_ptr(), x.data_ptr(), *fixed, 0 if wt is None else wt.data_ptr(), k, n, n // examples, b, d_out, d_in)
+        return True
+
+    call.keep = (bt, rc)  # the pointers above stay valid as long as the call lives
+    return call
+
+
+def delta_add_cpu(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
+                  wt: Tensor | None = None) -> Tensor:
+    """`seta.core.blocks.delta_add_(y, x, blocks_t, rows, cols, grid, wt, None)` through the kernel,
+    with its shapes checked; ValueError where the kernel does not apply (see `fused_delta`).
+
+    y: (B, ..., d_out) fp32; x: (B, ..., d_in) fp32; blocks_t: (k, b, b); wt: None or (k, B, 1, 1).
+    """
+    k = blocks_t.shape[0]
+    if x.shape[:-1] != y.shape[:-1] or x.shape[-1] != grid.in_features or y.shape[-1] != grid.out_features:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} do not fit the grid {grid}")
+    if rows.shape != (k,) or cols.shape != (k,) or blocks_t.shape[1:] != (grid.block_size, grid.block_size):
+        raise ValueError(f"blocks_t {tuple(blocks_t.shape)}, rows {tuple(rows.shape)}, cols {tuple(cols.shape)} "
+                         f"do not match (k, b, b), (k,), (k,) with b = {grid.block_size}")
+    if bool((rows < 0).any() | (rows >= grid.n_rows).any() | (cols < 0).any() | (cols >= grid.n_cols).any()):
+        raise ValueError("a block coordinate is outside the grid")
+    if wt is not None and wt.shape != (k, x.shape[0], 1, 1):
+        raise ValueError(f"wt must be {(k, x.shape[0], 1, 1)}, got {tuple(wt.shape)}")
+    call = fused_delta(blocks_t, rows, cols, grid)
+    if call is None or not call(y, x, wt):
+        raise ValueError("the CPU kernel does not apply here: fp32 CPU tensors, contiguous, b dividing both "
+                         f"sides, at most MAX_TOKENS = {MAX_TOKENS} tokens, kernel built and enabled")
+    return y

@@ -1,0 +1,154 @@
+"""The CPU kernel (`seta.models.cpu_kernel`) against its reference, `seta.core.blocks.delta_add_` (and
+the dense ΔW product): values for any grid, blocks, repeated row blocks, tokens and weights; where it
+does not apply it leaves y untouched; the layer takes it at decoding sizes only; it builds, caches,
+and falls back (with a warning) where no compiler works; generation gives the same tokens either way."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import seta.models.cpu_kernel as ck
+import seta.models.layer as layer_module
+from models_helpers import VOCAB, randomise_blocks, two_task_seta
+from seta.core.blocks import BlockGrid, blocks_to_dense, delta_add_
+from seta.models.layer import SparseBlockLinear
+
+needs_kernel = pytest.mark.skipif(ck.library() is None, reason="no working C compiler on this machine")
+
+
+def _inputs(d_out, d_in, b, k, batch, tokens, weighted, seed):
+    g = torch.Generator().manual_seed(seed)
+    grid = BlockGrid(d_out, d_in, b)
+    ids = torch.randint(0, grid.n_rows * grid.n_cols, (k,), generator=g)  # repeats: one block summed twice
+    rows, cols = ids // grid.n_cols, ids % grid.n_cols
+    blocks = torch.randn(k, b, b, generator=g)  # (k, b_out, b_in)
+    x = torch.randn(batch, tokens, d_in, generator=g)  # (B, T, d_in)
+    y = torch.randn(batch, tokens, d_out, generator=g)  # (B, T, d_out), the base output
+    wt = torch.rand(k, batch, 1, 1, generator=g) if weighted else None
+    return grid, rows, cols, blocks, x, y, wt
+
+
+@needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(b=st.sampled_from([1, 2, 3, 4, 8, 16]), n_out=st.integers(1, 4), n_in=st.integers(1, 4),
+       k=st.integers(1, 12), batch=st.integers(1, 5), tokens=st.integers(1, 3), weighted=st.booleans(),
+       seed=st.integers(0, 10_000))
+def test_property_kernel_equals_the_reference(b, n_out, n_in, k, batch, tokens, weighted, seed):
+    if batch * tokens > ck.MAX_TOKENS:
+        tokens = 1
+    grid, rows, cols, blocks, x, y, wt = _inputs(n_out * b, n_in * b, b, k, batch, tokens, weighted, seed)
+    blocks_t = blocks.transpose(1, 2)
+    ref = delta_add_(y.clone(), x, blocks_t, rows, cols, grid, wt, None)
+    fast = ck.delta_add_cpu(y.clone(), x, blocks_t, rows, cols, grid, wt)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    w = torch.ones(batch, k) if wt is None else wt[:, :, 0, 0].t()  # (B, k)
+    dense = torch.stack([blocks_to_dense(blocks * w[n][:, None, None], rows, cols, grid) for n in range(batch)])
+    torch.testing.assert_close(fast, y + torch.einsum("btc,boc->bto", x.double(), dense.double()).float(),
+                               rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_where_the_kernel_does_not_apply_y_is_untouched():
+    grid, rows, cols, blocks, x, y, wt = _inputs(32, 48, 8, 5, 4, 4, True, 0)
+    call = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid)
+    assert call is not None
+    big_x, big_y = torch.randn(4, 5, 48), torch.randn(4, 5, 32)  # 20 tokens > MAX_TOKENS
+    refused = [(big_y, big_x, wt), (y.double(), x.double(), wt), (y, x.transpose(0, 1).contiguous().transpose(0, 1), wt)]
+    for yy, xx, ww in refused:
+        before = yy.clone()
+        assert not call(yy, xx, ww)
+        assert torch.equal(yy, before)
+    with ck.disabled():
+        assert not ck.enabled() and not call(y, x, wt)
+    assert ck.enabled() and call(y.clone(), x, wt)
+    assert ck.fused_delta(blocks.double().transpose(1, 2), rows, cols, grid) is None  # fp64: the torch ops
+    assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, BlockGrid(32, 44, 8)) is None  # ragged input edge
+    with pytest.raises(ValueError, match="does not apply"):
+        ck.delta_add_cpu(big_y, big_x, blocks.transpose(1, 2), rows, cols, grid, wt)
+    with pytest.raises(ValueError, match="wt must be"):
+        ck.delta_add_cpu(y, x, blocks.transpose(1, 2), rows, cols, grid, wt[:, :2])
+    with pytest.raises(ValueError, match="outside the grid"):
+        ck.delta_add_cpu(y, x, blocks.transpose(1, 2), rows + grid.n_rows, cols, grid, wt)
+
+
+@needs_kernel
+def test_the_layer_takes_the_kernel_when_decoding_and_the_torch_ops_for_prefill(monkeypatch):
+    layer = SparseBlockLinear(torch.nn.Linear(64, 32, bias=False), 8)
+    layer.add_blocks(torch.arange(0, 32, 3))
+    with torch.no_grad():
+        layer.blocks.normal_()
+    k = layer.n_blocks
+    layer.set_route(torch.arange(k), torch.rand(4, k))  # a mixed route: rows differ
+    decode, prefill = torch.randn(4, 1, 64), torch.randn(4, 8, 64)  # 4 and 32 tokens
+    with torch.inference_mode():
+        with ck.disabled():
+            ref_decode, ref_prefill = layer(decode), layer(prefill)
+        calls = []
+        monkeypatch.setattr(layer_module, "delta_add_", lambda *a, **kw: calls.append(a[1].shape) or delta_add_(*a, **kw))
+        fast_decode, fast_prefill = layer(decode), layer(prefill)
+    assert calls == [prefill.shape]  # the decoding step went through the kernel
+    torch.testing.assert_close(fast_decode, ref_decode, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast_prefill, ref_prefill)
+
+
+@needs_kernel
+def test_greedy_tokens_equal_with_and_without_the_kernel():
+    seta = two_task_seta("llama")
+    randomise_blocks(seta, seta.allocated_ids(), seed=3, scale=0.5)
+    seta.eval()
+    ids = torch.randint(4, VOCAB, (3, 7), generator=torch.Generator().manual_seed(1))
+    seta.set_routing(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.4, 0.6]]))  # mixed: not folded
+    kw = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+    with torch.inference_mode():
+        fast = seta.generate(ids, **kw)
+        with ck.disabled():
+            ref = seta.generate(ids, **kw)
+    assert torch.equal(fast, ref)
+
+
+@pytest.fixture
+def fresh_library(tmp_path, monkeypatch):
+    """An empty kernel cache and no library loaded yet; the process's own library is restored after."""
+    monkeypatch.setenv("SETA_CACHE_DIR", str(tmp_path))
+    ck.library.cache_clear()
+    yield tmp_path
+    ck.library.cache_clear()
+
+
+@needs_kernel
+def test_built_once_then_read_from_the_cache(fresh_library, monkeypatch):
+    assert ck.library() is not None
+    built = list((fresh_library / "kernels").glob("cpu_kernel-*.so"))
+    assert len(built) == 1
+    ck.library.cache_clear()
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(ck.subprocess, "run", no_compiling)
+    assert ck.library() is not None  # same source, compiler and flags: the cached build
+
+
+def test_no_working_compiler_warns_once_and_the_layer_uses_the_torch_ops(fresh_library, monkeypatch):
+    monkeypatch.setenv("CC", "false")
+    with pytest.warns(RuntimeWarning, match="could not build the CPU delta kernel"):
+        assert ck.library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ck.library() is None  # cached: no second warning
+        grid, rows, cols, blocks, x, y, wt = _inputs(16, 16, 4, 3, 2, 1, False, 0)
+        assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid) is None
+
+
+def test_turned_off_by_the_environment_without_building(fresh_library, monkeypatch):
+    monkeypatch.setenv("SETA_CPU_KERNEL", "0")
+    monkeypatch.setenv("CC", "false")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ck.library() is None and not ck.enabled()
+    assert not (fresh_library / "kernels").exists()
