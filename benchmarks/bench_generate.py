@@ -32,7 +32,7 @@ from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing
 
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
-from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
+from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model, cpu_kernel
 from seta.models.config import cache_name
 from seta.models.fold import folded
 
@@ -119,6 +119,10 @@ def main():
         finally:
             seta.fold_routes = True
 
+    def run_seta_torch_ops():  # the same, the delta through torch ops instead of the CPU kernel (the code before)
+        with cpu_kernel.disabled():
+            run_seta()
+
     def run_cleared():
         with torch.inference_mode(), seta.no_experts():
             seta.generate(ids, **gen_kw)
@@ -153,6 +157,8 @@ def main():
         assert out.shape[1] == args.prompt_len + args.new_tokens
 
     fns = {"base": run_plain, "seta": run_seta, "unfolded": run_seta_unfolded, "cleared": run_cleared}
+    if device.type == "cpu":
+        fns["torch ops"] = run_seta_torch_ops
     if args.breakdown:
         fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached, null=run_seta_null)
     cpu = {}
@@ -175,10 +181,10 @@ def main():
           f"({with_blocks} have routed blocks)")
     if device.type == "cpu":
         cb, cs, cc = med(cpu["base"]), med(cpu["seta"]), med(cpu["cleared"])
-        cu = med(cpu["unfolded"])
+        cu, co = med(cpu["unfolded"]), med(cpu["torch ops"])
         print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | unfolded {fmt_s(cu)} | "
               f"no route {fmt_s(cc)} | ratio SETA/base {cs / cb:.3f} | unfolded/base {cu / cb:.3f} | "
-              f"wrappers-only/base {cc / cb:.3f}")
+              f"wrappers-only/base {cc / cb:.3f} | delta by torch ops, no CPU kernel (before)/base {co / cb:.3f}")
     if args.breakdown:
         tr, tg, tp = med(times["route"]), med(times["routed"]), med(times["prefill"])
         print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "
@@ -224,12 +230,13 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
         return med(runs)
 
     routed = sum(layer.get_route() is not None for layer in seta.layers.values())
-    tb, tn, tr = (per_step(plain, contextlib.nullcontext), per_step(seta, seta.no_experts),
-                  per_step(seta, contextlib.nullcontext))
+    tb, tn, tr, to = (per_step(plain, contextlib.nullcontext), per_step(seta, seta.no_experts),
+                      per_step(seta, contextlib.nullcontext), per_step(seta, cpu_kernel.disabled))
     print(f"one decoding step ({'CPU' if device.type == 'cpu' else 'wall'} time, median of {repeats} x {steps} steps): "
           f"base {tb * 1e6:.0f} us | SETA, no expert {tn * 1e6:.0f} us | SETA, route on the delta path "
           f"{tr * 1e6:.0f} us ({tr / tb:.3f} of the base) | per routed layer ({routed}): delta {(tr - tn) / routed * 1e6:.1f} us, "
-          f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer")
+          f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer | delta by torch ops, no CPU kernel "
+          f"(before): {to * 1e6:.0f} us ({to / tb:.3f}), {(to - tn) / routed * 1e6:.1f} us per routed layer")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Why: while decoding, each routed layer's delta is four small torch ops (gather, 
 index_add) whose dispatch costs more than their arithmetic; for a batch whose rows route to
 different experts (no fold, `seta.models.fold`) they were most of SETA's price on the CPU
 (BENCHMARKS.md §7.3-§7.4). `cpu_kernel.c` does the same sums in one call, four tokens sharing each
-load of a block. It is used for inputs of at most `MAX_TOKENS` tokens (above, the torch ops' BLAS
-bmm is faster; BENCHMARKS.md §7.4 measures both).
+load of a block. It is used for at most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call
+(N·k·b²); above, the torch ops' BLAS bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
 
 Built at first use with the system C compiler (`$CC`, else `cc`/`gcc`; about 0.3 s) into
 `<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/`, keyed by the source, compiler and flags, and loaded
@@ -40,7 +40,8 @@ from seta.core.blocks import BlockGrid
 
 __all__ = ["MAX_TOKENS", "delta_add_cpu", "disabled", "enabled", "fused_delta", "library"]
 
-MAX_TOKENS = 16  # largest x.numel() / d_in the kernel takes (BENCHMARKS.md §7.4)
+MAX_TOKENS = 64  # most tokens N = x.numel() / d_in per call (BENCHMARKS.md §7.4)
+MAX_WORK = 1 << 20  # most multiply-adds N·k·b² per call
 _FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
 _state = {"on": True}  # switched by `disabled()`
 
@@ -125,24 +126,27 @@ def library() -> Callable | None:
     return fn
 
 
-def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid) -> Callable | None:
+def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
+                max_tokens: int | None = MAX_TOKENS) -> Callable | None:
     """For fixed blocks, the kernel bound to them: `call(y, x, wt)` adds the delta into y and returns
     True, or returns False (y untouched) where the kernel does not apply to these inputs (more than
-    `MAX_TOKENS` tokens, another dtype, not contiguous, or turned off). None where it never applies
-    to these blocks (not fp32 on the CPU, b not dividing both sides, no kernel built).
+    `max_tokens` tokens or `MAX_WORK` multiply-adds (None: any number; benchmarks), another dtype,
+    not contiguous, or turned off). None where it never applies to these blocks (not fp32 on the CPU,
+    b not dividing both sides, even one token over `MAX_WORK`, no kernel built).
 
     blocks_t: (k, b, b) blocksᵀ, copied to contiguous memory once; rows, cols: (k,) block coordinates.
     """
-    b = grid.block_size
-    if (blocks_t.device.type != "cpu" or blocks_t.dtype != torch.float32 or grid.in_features % b
+    b, k = grid.block_size, blocks_t.shape[0]
+    tokens = None if max_tokens is None else min(max_tokens, MAX_WORK // max(k * b * b, 1))
+    if (tokens == 0 or blocks_t.device.type != "cpu" or blocks_t.dtype != torch.float32 or grid.in_features % b
             or grid.out_features % b or library() is None):
         return None
     fn = library()
     bt = blocks_t.contiguous()  # (k, b, b)
     rc = rows.to(torch.int64).contiguous(), cols.to(torch.int64).contiguous()  # kept alive with the call
-    k, d_out, d_in = bt.shape[0], grid.out_features, grid.in_features
+    d_out, d_in = grid.out_features, grid.in_features
     fixed = (bt.data_ptr(), rc[0].data_ptr(), rc[1].data_ptr())
-    limit = MAX_TOKENS * d_in
+    limit = float("inf") if tokens is None else tokens * d_in  # most x.numel()
 
     def call(y: Tensor, x: Tensor, wt: Tensor | None) -> bool:
         """y: (B, ..., d_out), x: (B, ..., d_in) fp32, contiguous; wt: None or (k, B, 1, 1)."""
@@ -179,5 +183,6 @@ def delta_add_cpu(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Te
     call = fused_delta(blocks_t, rows, cols, grid)
     if call is None or not call(y, x, wt):
         raise ValueError("the CPU kernel does not apply here: fp32 CPU tensors, contiguous, b dividing both "
-                         f"sides, at most MAX_TOKENS = {MAX_TOKENS} tokens, kernel built and enabled")
+                         f"sides, at most MAX_TOKENS = {MAX_TOKENS} tokens and MAX_WORK = {MAX_WORK} multiply-adds, "
+                         "kernel built and enabled")
     return y

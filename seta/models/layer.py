@@ -19,7 +19,7 @@ plus the plan's delta: with grad disabled (evaluation, `generate`) added in plac
 output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
 to the stack are seen by its version counter), in one C call at decoding sizes on the CPU
-(`seta.models.cpu_kernel`, fp32, at most 16 tokens); else (training, ragged output edges, a working copy)
+(`seta.models.cpu_kernel`: fp32, up to 64 tokens); else (training, ragged output edges, a working copy)
 through `block_delta`, differentiable, out of place. Both compute the same delta.
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`

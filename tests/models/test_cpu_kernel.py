@@ -57,7 +57,7 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
     grid, rows, cols, blocks, x, y, wt = _inputs(32, 48, 8, 5, 4, 4, True, 0)
     call = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid)
     assert call is not None
-    big_x, big_y = torch.randn(4, 5, 48), torch.randn(4, 5, 32)  # 20 tokens > MAX_TOKENS
+    big_x, big_y = torch.randn(4, 17, 48), torch.randn(4, 17, 32)  # 68 tokens > MAX_TOKENS
     refused = [(big_y, big_x, wt), (y.double(), x.double(), wt), (y, x.transpose(0, 1).contiguous().transpose(0, 1), wt)]
     for yy, xx, ww in refused:
         before = yy.clone()
@@ -68,6 +68,11 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
     assert ck.enabled() and call(y.clone(), x, wt)
     assert ck.fused_delta(blocks.double().transpose(1, 2), rows, cols, grid) is None  # fp64: the torch ops
     assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, BlockGrid(32, 44, 8)) is None  # ragged input edge
+    many = torch.zeros(ck.MAX_WORK // 64 + 1, 8, 8)  # one token already over MAX_WORK multiply-adds
+    assert ck.fused_delta(many, torch.zeros(len(many), dtype=torch.long), torch.zeros(len(many), dtype=torch.long),
+                          grid) is None
+    capped = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid, max_tokens=None)  # benchmarks: no cap
+    assert capped(big_y, big_x, wt)
     with pytest.raises(ValueError, match="does not apply"):
         ck.delta_add_cpu(big_y, big_x, blocks.transpose(1, 2), rows, cols, grid, wt)
     with pytest.raises(ValueError, match="wt must be"):
@@ -84,7 +89,7 @@ def test_the_layer_takes_the_kernel_when_decoding_and_the_torch_ops_for_prefill(
         layer.blocks.normal_()
     k = layer.n_blocks
     layer.set_route(torch.arange(k), torch.rand(4, k))  # a mixed route: rows differ
-    decode, prefill = torch.randn(4, 1, 64), torch.randn(4, 8, 64)  # 4 and 32 tokens
+    decode, prefill = torch.randn(4, 1, 64), torch.randn(4, 20, 64)  # 4 and 80 tokens
     with torch.inference_mode():
         with ck.disabled():
             ref_decode, ref_prefill = layer(decode), layer(prefill)
