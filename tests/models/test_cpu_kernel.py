@@ -102,18 +102,22 @@ def test_the_layer_takes_the_kernel_when_decoding_and_the_torch_ops_for_prefill(
 
 
 @needs_kernel
-def test_greedy_tokens_equal_with_and_without_the_kernel():
-    seta = two_task_seta("llama")
+@pytest.mark.parametrize("nf4", [False, True], ids=["fp32", "nf4"])
+def test_greedy_tokens_equal_with_and_without_the_kernel(nf4, monkeypatch):
+    seta = two_task_seta("llama", nf4)  # NF4 on the CPU computes in fp32: the kernel applies too
     randomise_blocks(seta, seta.allocated_ids(), seed=3, scale=0.5)
     seta.eval()
     ids = torch.randint(4, VOCAB, (3, 7), generator=torch.Generator().manual_seed(1))
     seta.set_routing(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.4, 0.6]]))  # mixed: not folded
     kw = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+    torch_op_calls = []
+    monkeypatch.setattr(layer_module, "delta_add_", lambda *a, **k: torch_op_calls.append(1) or delta_add_(*a, **k))
     with torch.inference_mode():
         fast = seta.generate(ids, **kw)
+        assert torch_op_calls == []  # prefill (21 tokens) and every step through the kernel
         with ck.disabled():
             ref = seta.generate(ids, **kw)
-    assert torch.equal(fast, ref)
+    assert len(torch_op_calls) > 0 and torch.equal(fast, ref)
 
 
 @pytest.fixture
