@@ -149,13 +149,18 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
     limit = float("inf") if tokens is None else tokens * d_in  # most x.numel()
 
     def call(y: Tensor, x: Tensor, wt: Tensor | None) -> bool:
-        """y: (B, ..., d_out), x: (B, ..., d_in) fp32, contiguous; wt: None or (k, B, 1, 1)."""
+        """y: (B, ..., d_out), x: (B, ..., d_in) fp32 CPU, contiguous; wt: None or (k, B, 1, 1) fp32."""
         n_x = x.numel()
-        if (n_x > limit or not _state["on"] or x.dtype != torch.float32 or y.dtype != torch.float32
-                or not (x.is_contiguous() and y.is_contiguous()) or (wt is not None and not wt.is_contiguous())):
+        if (n_x > limit or not _state["on"] or not (x.is_cpu and y.is_cpu) or x.dtype != torch.float32
+                or y.dtype != torch.float32 or not (x.is_contiguous() and y.is_contiguous())):
             return False
         n = n_x // d_in
         examples = x.shape[0] if x.dim() > 1 else 1
+        # what the C loop reads and writes must be there: a wrong shape is a bug upstream, not a fallback
+        if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (
+                wt.shape != (k, examples, 1, 1) or not (wt.is_cpu and wt.dtype == torch.float32 and wt.is_contiguous()))):
+            raise ValueError(f"CPU kernel: x {tuple(x.shape)}, y {tuple(y.shape)}, wt "
+                             f"{None if wt is None else (tuple(wt.shape), wt.dtype)} do not fit {k} blocks of {grid}")
         fn(y.data_ptr(), x.data_ptr(), *fixed, 0 if wt is None else wt.data_ptr(), k, n, n // examples, b, d_out, d_in)
         return True
 

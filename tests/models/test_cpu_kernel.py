@@ -63,6 +63,9 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
         before = yy.clone()
         assert not call(yy, xx, ww)
         assert torch.equal(yy, before)
+    for yy, ww in [(y[:, :2].contiguous(), wt), (y, wt[:, :3].contiguous()), (y, wt.double())]:
+        with pytest.raises(ValueError, match="do not fit"):  # never a read or write out of bounds
+            call(yy, x, ww)
     with ck.disabled():
         assert not ck.enabled() and not call(y, x, wt)
     assert ck.enabled() and call(y.clone(), x, wt)
