@@ -10,11 +10,14 @@ different experts (no fold, `seta.models.fold`) they were most of SETA's price o
 load of a block. It is used for at most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call
 (N·k·b²); above, the torch ops' BLAS bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
 
-Built at first use with the system C compiler (`$CC`, else `cc`/`gcc`; about 0.3 s) into
-`<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/`, keyed by the source, compiler and flags, and loaded
-with ctypes. GCC on x86-64 builds AVX-512, AVX2 and baseline clones, picked when the library
-loads. No compiler, a failed build or `SETA_CPU_KERNEL=0` in the environment: one warning (none
-for the variable), and the torch ops are used; results agree to rounding either way.
+Built at first use with the system C compiler (`$CC`, a command such as `ccache gcc`, else
+`cc`/`gcc`; about 0.2 s) into `<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/` (where that cannot be
+written, a new private temporary folder, built again by each process), keyed by the source,
+compiler, flags and machine, and loaded with ctypes. GCC on x86-64 builds AVX-512, AVX2 and baseline
+clones, picked when the library loads; a build without them where the compiler or loader refuses
+clones. No compiler or no build that loads: one warning, and the torch ops are used;
+`SETA_CPU_KERNEL=0` in the environment: the torch ops, nothing built. Results agree with the torch
+ops to rounding (no FMA contraction: the same sums whichever compiler).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from importlib import resources
@@ -42,7 +47,7 @@ __all__ = ["MAX_TOKENS", "delta_add_cpu", "disabled", "enabled", "fused_delta", 
 
 MAX_TOKENS = 64  # most tokens N = x.numel() / d_in per call (BENCHMARKS.md §7.4)
 MAX_WORK = 1 << 20  # most multiply-adds N·k·b² per call
-_FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
+_FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fPIC", "-shared")  # no FMA contraction: same sums on every compiler
 _state = {"on": True}  # switched by `disabled()`
 
 
@@ -67,63 +72,99 @@ def disabled():
         _state["on"] = before
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def _compiler() -> list[str] | None:
+    """The compiler command: `$CC` (split like a shell word list: `ccache gcc` works), else cc / gcc."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    return shlex.split(cc) if cc else None
 
 
-def _cache_dir() -> Path:
-    root = Path(os.environ.get("SETA_CACHE_DIR", Path.home() / ".cache" / "seta"))
-    return root / "kernels"
+def _cache_dir() -> Path | None:
+    """`<$SETA_CACHE_DIR or ~/.cache/seta>/kernels`; None without a home (a container's bare uid)."""
+    root = os.environ.get("SETA_CACHE_DIR")
+    if root is None:
+        try:
+            root = Path.home() / ".cache" / "seta"
+        except RuntimeError:
+            return None
+    return Path(root) / "kernels"
 
 
-def _build(cc: str, source: Path) -> Path:
-    """The compiled library (built unless the cache has it); CalledProcessError/OSError on failure."""
+def _private_dir() -> Path:
+    """A new folder only this user can enter (mode 0700), where the cache cannot be used: never a
+    shared folder that another user could have put a library in."""
+    return Path(tempfile.mkdtemp(prefix="seta-kernels-"))
+
+
+def _compile(cc: list[str], flags: tuple, source: Path, out: Path) -> None:
+    """cc flags -o out source, through a temporary name in out's folder, so that out is whole or absent
+    whichever processes and threads build at once."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        subprocess.run([*cc, *flags, "-o", tmp, str(source)], check=True, capture_output=True, text=True, timeout=120)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(cc: list[str], source: Path):
+    """The loaded C function, built unless the cache has it; OSError saying why where no build loads."""
     errors = []
     for extra in ((), ("-DSETA_NO_CLONES",)):  # target_clones needs ifunc support (not on musl, say)
         flags = (*_FLAGS, *extra)
-        key = hashlib.sha256(b"\0".join([source.read_bytes(), cc.encode(), " ".join(flags).encode(),
+        key = hashlib.sha256(b"\0".join([source.read_bytes(), " ".join(cc).encode(), " ".join(flags).encode(),
                                          platform.machine().encode()])).hexdigest()[:16]
-        for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "seta-kernels"):
-            out = folder / f"cpu_kernel-{key}.so"
-            if out.exists():
-                return out
+        for where in (_cache_dir, _private_dir):
             try:
+                folder = where()
+                if folder is None:
+                    continue
                 folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{out.name}.{os.getpid()}.tmp"
-                subprocess.run([cc, *flags, "-o", str(tmp), str(source)], check=True, capture_output=True,
-                               text=True, timeout=120)
-                os.replace(tmp, out)  # whole or absent, also with several processes building at once
-                return out
+                out = folder / f"cpu_kernel-{key}.so"
+                if not out.exists():
+                    _compile(cc, flags, source, out)
+                return ctypes.CDLL(str(out)).seta_delta_add_f32
             except subprocess.CalledProcessError as e:
                 errors.append(f"{' '.join(flags)}: exit status {e.returncode} {e.stderr.strip()[-500:]}".strip())
                 break  # the compiler refused these flags: try the next ones
-            except OSError as e:  # e.g. a read-only cache: try the temporary folder
-                errors.append(str(e))
+            except (OSError, AttributeError) as e:  # a read-only cache, a library that does not load: go on
+                errors.append(f"{' '.join(flags)}: {e}")
     raise OSError("; ".join(errors))
 
 
+_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=None)
-def library() -> Callable | None:
-    """The kernel's C function, built and loaded once per process; None (with one warning) where it
-    cannot be built; None, silently, with `SETA_CPU_KERNEL=0`."""
+def _library() -> Callable | None:
     if _off_by_environment():
         return None
     cc = _compiler()
     if cc is None:
         warnings.warn("seta: no C compiler found (set CC or install gcc): the sparse delta uses torch ops, "
-                      "slower when decoding on the CPU", RuntimeWarning, stacklevel=2)
+                      "slower when decoding on the CPU", RuntimeWarning, stacklevel=3)
         return None
     try:
         with resources.as_file(resources.files("seta.models") / "cpu_kernel.c") as source:
-            path = _build(cc, Path(source))
-        fn = ctypes.CDLL(str(path)).seta_delta_add_f32
-    except (OSError, subprocess.SubprocessError, AttributeError) as e:
-        warnings.warn(f"seta: could not build the CPU delta kernel with {cc} ({e}); the sparse delta uses "
-                      "torch ops, slower when decoding on the CPU", RuntimeWarning, stacklevel=2)
+            fn = _load(cc, Path(source))
+    except (OSError, subprocess.SubprocessError) as e:
+        warnings.warn(f"seta: could not build the CPU delta kernel with {' '.join(cc)} ({e}); the sparse delta "
+                      "uses torch ops, slower when decoding on the CPU", RuntimeWarning, stacklevel=3)
         return None
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 6
     return fn
+
+
+def library() -> Callable | None:
+    """The kernel's C function, built and loaded once per process (one thread builds, the others wait);
+    None (with one warning) where it cannot be built; None, silently, with `SETA_CPU_KERNEL=0`."""
+    with _lock:
+        return _library()
+
+
+library.cache_clear = _library.cache_clear  # tests: build again
 
 
 def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
@@ -132,14 +173,22 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
     True, or returns False (y untouched) where the kernel does not apply to these inputs (more than
     `max_tokens` tokens or `MAX_WORK` multiply-adds (None: any number; benchmarks), another dtype,
     not contiguous, or turned off). None where it never applies to these blocks (not fp32 on the CPU,
-    b not dividing both sides, even one token over `MAX_WORK`, no kernel built).
+    b not dividing both sides, even one token over `MAX_WORK`, no kernel built). ValueError for blocks
+    that do not fit the grid (checked here, once, so that the C loop stays within y and x).
 
     blocks_t: (k, b, b) blocksᵀ, copied to contiguous memory once; rows, cols: (k,) block coordinates.
+    y and x must not overlap (the layer's y is the base's fresh output).
     """
     b, k = grid.block_size, blocks_t.shape[0]
+    if blocks_t.shape != (k, b, b) or rows.shape != (k,) or cols.shape != (k,):
+        raise ValueError(f"blocks_t {tuple(blocks_t.shape)}, rows {tuple(rows.shape)}, cols {tuple(cols.shape)} "
+                         f"do not match (k, b, b), (k,), (k,) with b = {b}")
+    if blocks_t.device.type != "cpu" or rows.device.type != "cpu" or cols.device.type != "cpu":
+        return None
+    if k and bool((rows < 0).any() | (rows >= grid.n_rows).any() | (cols < 0).any() | (cols >= grid.n_cols).any()):
+        raise ValueError(f"a block coordinate is outside the grid {grid}")
     tokens = None if max_tokens is None else min(max_tokens, MAX_WORK // max(k * b * b, 1))
-    if (tokens == 0 or blocks_t.device.type != "cpu" or blocks_t.dtype != torch.float32 or grid.in_features % b
-            or grid.out_features % b or library() is None):
+    if tokens == 0 or blocks_t.dtype != torch.float32 or grid.in_features % b or grid.out_features % b or library() is None:
         return None
     fn = library()
     bt = blocks_t.contiguous()  # (k, b, b)
@@ -152,9 +201,12 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
         """y: (B, ..., d_out), x: (B, ..., d_in) fp32 CPU, contiguous; wt: None or (k, B, 1, 1) fp32."""
         n_x = x.numel()
         if (n_x > limit or not _state["on"] or not (x.is_cpu and y.is_cpu) or x.dtype != torch.float32
-                or y.dtype != torch.float32 or not (x.is_contiguous() and y.is_contiguous())):
+                or y.dtype != torch.float32 or not (x.is_contiguous() and y.is_contiguous()) or y.requires_grad
+                or torch.jit.is_tracing()):  # a trace would not record the C call
             return False
         n = n_x // d_in
+        if n == 0:  # no tokens: nothing to add
+            return True
         examples = x.shape[0] if x.dim() > 1 else 1
         # what the C loop reads and writes must be there: a wrong shape is a bug upstream, not a fallback
         if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (
@@ -175,14 +227,9 @@ def delta_add_cpu(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Te
 
     y: (B, ..., d_out) fp32; x: (B, ..., d_in) fp32; blocks_t: (k, b, b); wt: None or (k, B, 1, 1).
     """
-    k = blocks_t.shape[0]
     if x.shape[:-1] != y.shape[:-1] or x.shape[-1] != grid.in_features or y.shape[-1] != grid.out_features:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} do not fit the grid {grid}")
-    if rows.shape != (k,) or cols.shape != (k,) or blocks_t.shape[1:] != (grid.block_size, grid.block_size):
-        raise ValueError(f"blocks_t {tuple(blocks_t.shape)}, rows {tuple(rows.shape)}, cols {tuple(cols.shape)} "
-                         f"do not match (k, b, b), (k,), (k,) with b = {grid.block_size}")
-    if bool((rows < 0).any() | (rows >= grid.n_rows).any() | (cols < 0).any() | (cols >= grid.n_cols).any()):
-        raise ValueError("a block coordinate is outside the grid")
+    k = blocks_t.shape[0]
     if wt is not None and wt.shape != (k, x.shape[0], 1, 1):
         raise ValueError(f"wt must be {(k, x.shape[0], 1, 1)}, got {tuple(wt.shape)}")
     call = fused_delta(blocks_t, rows, cols, grid)

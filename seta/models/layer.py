@@ -40,6 +40,7 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,6 +59,7 @@ class NoGradTensors:
     """What the in-place (no-grad) delta reads, for one compute dtype and one state of the stack."""
 
     dtype: torch.dtype  # the compute dtype
+    stack: weakref.ref  # the stack built from (a deep copy of the layer has its own: rebuilt there)
     version: int  # the stack's version counter when built
     blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (weights equal for every example folded in)
     wt: Tensor | None  # (k, B, 1, 1) per-example weights in dtype, or None
@@ -88,15 +90,16 @@ class RoutePlan:
     def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype, grid: BlockGrid) -> NoGradTensors:
         """The in-place path's tensors for the stack's current values in dtype, built once. Weights
         equal for every example (one expert for the whole batch) are folded into blocksᵀ (in the
-        blocks' dtype, then cast). Holds a copy of the routed blocks (unless the route is the whole
-        stack, unweighted, in its dtype) as long as the plan lives."""
+        blocks' dtype, then cast). Holds a contiguous copy of the routed blocksᵀ (and, fp32 on the CPU,
+        the kernel bound to it: `seta.models.cpu_kernel.fused_delta`) as long as the plan lives."""
         ng = self.no_grad
         # The one staleness check: the stack is written in place from many places (optimizer steps
         # training the whole stack, `write`, end_training, load_state_dict, checkpoint restores, users),
         # each bumping its version counter (as autograd checks saved tensors); an explicit call at every
         # writer would be easy to miss. A new Parameter or storage (growth, `_apply`, assign-loads) comes
-        # with a rebuilt plan; writes through `.data` would go unseen (seta makes none to blocks).
-        if ng is None or ng.dtype != dtype or ng.version != stack._version:
+        # with a rebuilt plan; writes through `.data` would go unseen (seta makes none to blocks). The
+        # stack is also compared by identity: a deep-copied layer's stack restarts its version count.
+        if ng is None or ng.dtype != dtype or ng.version != stack._version or ng.stack() is not stack:
             w = self.weights
             with torch.inference_mode(False):  # normal tensors, whichever mode builds them
                 routed = self.select(stack.detach())
@@ -108,7 +111,7 @@ class RoutePlan:
                 slots = torch.unique(self.rows, return_inverse=True)
                 blocks_t = routed.to(dtype).transpose(1, 2).contiguous()  # (k, b, b)
                 fused = fused_delta(blocks_t, self.rows, self.cols, grid)
-                ng = NoGradTensors(dtype, stack._version, blocks_t, wt, slots, fused)
+                ng = NoGradTensors(dtype, weakref.ref(stack), stack._version, blocks_t, wt, slots, fused)
             self.no_grad = ng
         return ng
 

@@ -5,6 +5,11 @@ and falls back (with a warning) where no compiler works; generation gives the sa
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
+import stat
+import threading
 import warnings
 
 import pytest
@@ -18,7 +23,14 @@ from models_helpers import VOCAB, randomise_blocks, two_task_seta
 from seta.core.blocks import BlockGrid, blocks_to_dense, delta_add_
 from seta.models.layer import SparseBlockLinear
 
-needs_kernel = pytest.mark.skipif(ck.library() is None, reason="no working C compiler on this machine")
+HAS_COMPILER = bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
+needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler on this machine")
+
+
+def test_a_machine_with_a_compiler_builds_the_kernel():
+    if not HAS_COMPILER:
+        pytest.skip("no C compiler on this machine: the layers use the torch ops")
+    assert ck.library() is not None  # else every test below would test the fallback only
 
 
 def _inputs(d_out, d_in, b, k, batch, tokens, weighted, seed):
@@ -82,6 +94,65 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
         ck.delta_add_cpu(y, x, blocks.transpose(1, 2), rows, cols, grid, wt[:, :2])
     with pytest.raises(ValueError, match="outside the grid"):
         ck.delta_add_cpu(y, x, blocks.transpose(1, 2), rows + grid.n_rows, cols, grid, wt)
+    with pytest.raises(ValueError, match="outside the grid"):  # checked once, when the call is bound
+        ck.fused_delta(blocks.transpose(1, 2), rows, cols - 1 - cols.max(), grid)
+    with pytest.raises(ValueError, match="do not match"):
+        ck.fused_delta(blocks.transpose(1, 2), rows[:-1], cols, grid)
+    with pytest.raises(ValueError, match="do not match"):
+        ck.fused_delta(blocks[:, :4, :4].transpose(1, 2), rows, cols, grid)  # b = 4 blocks on a b = 8 grid
+    assert ck.fused_delta(blocks.transpose(1, 2), rows.to("meta"), cols, grid) is None
+    needs_grad = y.clone().requires_grad_()
+    assert not call(needs_grad, x, wt)  # the torch ops raise there, as for any in-place write on a leaf
+
+
+@needs_kernel
+def test_empty_inputs_and_two_dimensional_inputs():
+    grid, rows, cols, blocks, x, y, wt = _inputs(32, 48, 8, 5, 4, 1, True, 1)
+    call = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid)
+    for shape in [(4, 0), (0, 1)]:  # no tokens per example; no examples
+        yy = torch.zeros(*shape, 32)
+        ww = None if shape[0] == 0 else wt
+        assert call(yy, torch.zeros(*shape, 48), ww) and yy.numel() == 0
+    flat_x, flat_y = x[:, 0].contiguous(), y[:, 0].contiguous()  # (B, d_in), (B, d_out)
+    ref = delta_add_(flat_y.clone(), flat_x, blocks.transpose(1, 2), rows, cols, grid, wt, None)
+    torch.testing.assert_close(ck.delta_add_cpu(flat_y.clone(), flat_x, blocks.transpose(1, 2), rows, cols, grid, wt),
+                               ref, rtol=1e-5, atol=1e-5)
+    layer = SparseBlockLinear(torch.nn.Linear(64, 32, bias=False), 8)
+    layer.add_blocks(torch.arange(0, 32, 5))
+    layer.set_route(torch.arange(layer.n_blocks), torch.rand(4, layer.n_blocks))
+    with torch.no_grad():
+        assert layer(torch.randn(4, 0, 64)).shape == (4, 0, 32)
+
+
+@needs_kernel
+def test_a_trace_records_the_torch_ops_not_the_c_call():
+    layer = SparseBlockLinear(torch.nn.Linear(64, 32, bias=False), 8)
+    layer.add_blocks(torch.arange(0, 32, 3))
+    with torch.no_grad():
+        layer.blocks.normal_()
+    layer.set_route(torch.arange(layer.n_blocks), torch.rand(4, layer.n_blocks))
+    x, other = torch.randn(4, 1, 64), torch.randn(4, 1, 64)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings about Python values
+        traced = torch.jit.trace(layer, x, check_trace=False)
+        torch.testing.assert_close(traced(other), layer(other), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(traced(other), layer.base_layer(other))  # the delta is in the trace
+
+
+def test_a_deep_copy_of_a_layer_never_reads_the_original_plan_blocks():
+    layer = SparseBlockLinear(torch.nn.Linear(32, 32, bias=False), 8)
+    layer.add_blocks(torch.arange(6))
+    layer.set_route(torch.arange(6))
+    x = torch.randn(2, 1, 32)
+    with torch.no_grad():
+        layer.blocks.normal_()
+        layer(x)  # builds the plan's no-grad tensors at the stack's current version
+        twin = copy.deepcopy(layer)  # its stack's version counter starts again from 0
+        while twin.blocks._version < layer._plan.no_grad.version:
+            twin.blocks.mul_(2.0)  # in-place writes until the versions agree
+        with ck.disabled():
+            expected = twin.base_layer(x) + torch.einsum("btc,oc->bto", x, twin.dense_delta(torch.arange(6)))
+        torch.testing.assert_close(twin(x), expected, rtol=1e-5, atol=1e-5)
 
 
 @needs_kernel
@@ -144,6 +215,62 @@ def test_built_once_then_read_from_the_cache(fresh_library, monkeypatch):
 
     monkeypatch.setattr(ck.subprocess, "run", no_compiling)
     assert ck.library() is not None  # same source, compiler and flags: the cached build
+
+
+@needs_kernel
+def test_an_unwritable_cache_builds_in_a_private_folder(fresh_library, monkeypatch):
+    blocker = fresh_library / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SETA_CACHE_DIR", str(blocker / "below"))  # cannot be created
+    made = []
+    real_mkdtemp = ck.tempfile.mkdtemp
+    monkeypatch.setattr(ck.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
+    assert ck.library() is not None
+    assert len(made) == 1 and stat.S_IMODE(os.stat(made[0]).st_mode) == 0o700  # this user's, fresh
+    assert list(ck.Path(made[0]).glob("cpu_kernel-*.so"))
+
+
+@needs_kernel
+def test_no_home_directory_builds_in_a_private_folder(fresh_library, monkeypatch):
+    monkeypatch.delenv("SETA_CACHE_DIR")
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")  # what pathlib says for a bare uid
+
+    monkeypatch.setattr(ck.Path, "home", staticmethod(no_home))
+    assert ck.library() is not None
+
+
+@needs_kernel
+def test_a_compiler_command_with_arguments_and_one_refusing_target_clones(fresh_library, monkeypatch):
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    monkeypatch.setenv("CC", f"{cc} -w")  # a command with an argument, as `ccache gcc` is
+    assert ck.library() is not None
+    ck.library.cache_clear()
+    picky = fresh_library / "picky-cc"  # compiles only the build without target_clones
+    picky.write_text(f'#!/bin/sh\ncase "$*" in *SETA_NO_CLONES*) exec {cc} "$@";; *) exit 1;; esac\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ck.library() is not None
+
+
+@needs_kernel
+def test_threads_building_at_once_all_get_the_kernel(fresh_library):
+    got, start = [], threading.Barrier(6)
+
+    def first_use():
+        start.wait()
+        got.append(ck.library())
+
+    threads = [threading.Thread(target=first_use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and got[0] is not None and all(g is got[0] for g in got)
+    assert len(list((fresh_library / "kernels").glob("cpu_kernel-*"))) == 1  # no temporary file left
 
 
 def test_no_working_compiler_warns_once_and_the_layer_uses_the_torch_ops(fresh_library, monkeypatch):
