@@ -63,8 +63,8 @@ def enabled() -> bool:
 
 @contextmanager
 def disabled():
-    """Within the block, layers use the torch ops (benchmarks time both in one process; plans built
-    before or inside the block keep their kernel for afterwards)."""
+    """Within the block, layers use the torch ops, in every thread of the process (benchmarks time both
+    in one process; plans built before or inside the block keep their kernel for afterwards)."""
     before, _state["on"] = _state["on"], False
     try:
         yield
