@@ -57,7 +57,8 @@ def test_disk_and_permission_failures_mid_run_are_one_line(run_all, monkeypatch,
 
 
 _WORKER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal: a shell's background job inherits SIGINT ignored
 sys.path.insert(0, {tests!r})
 from seta.experiment import command as run_all  # reproduce/run_all.py's code
 from seta.data import synthetic_stream
