@@ -42,6 +42,15 @@ def per_call_us(fn, n: int) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
+def _layer_with_blocks(d: int, b: int, k: int) -> SparseBlockLinear:
+    """A square d x d layer with k random blocks of b x b allocated, values N(0, 1); no route yet."""
+    layer = SparseBlockLinear(torch.nn.Linear(d, d, bias=False), b)
+    layer.add_blocks(torch.randperm(layer.grid.n_rows * layer.grid.n_cols)[:k])
+    with torch.no_grad():
+        layer.blocks.normal_()
+    return layer
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default="128:16:18,512:32:12,576:64:6", help="d:b:k,... (width, block size, routed blocks)")
@@ -56,10 +65,7 @@ def main():
     print(f"machine: {machine()}; batch {args.batch}, one token per row; microseconds per call")
     for spec in args.shapes.split(","):
         d, b, k = (int(v) for v in spec.split(":"))
-        layer = SparseBlockLinear(torch.nn.Linear(d, d, bias=False), b)
-        layer.add_blocks(torch.randperm(layer.grid.n_rows * layer.grid.n_cols)[:k])
-        with torch.no_grad():
-            layer.blocks.normal_()
+        layer = _layer_with_blocks(d, b, k)
         weights = (torch.rand(args.batch, k) > 0.5).float()
         weights[0] = 1.0  # rows differ: a mixed route
         layer.set_route(torch.arange(k), weights)
@@ -99,10 +105,7 @@ def token_sweep(args) -> None:
           f"(into a fixed output); kernel takes up to MAX_TOKENS = {cpu_kernel.MAX_TOKENS} tokens")
     for spec in args.shapes.split(","):
         d, b, k = (int(v) for v in spec.split(":"))
-        layer = SparseBlockLinear(torch.nn.Linear(d, d, bias=False), b)
-        layer.add_blocks(torch.randperm(layer.grid.n_rows * layer.grid.n_cols)[:k])
-        with torch.no_grad():
-            layer.blocks.normal_()
+        layer = _layer_with_blocks(d, b, k)
         layer.set_route(torch.arange(k), torch.rand(args.batch, k))
         plan, g = layer._plan, layer.grid
         ng = plan.no_grad_tensors(layer.blocks, torch.float32, g)

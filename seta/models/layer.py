@@ -18,9 +18,8 @@ begin/end of a working copy, device and dtype moves, state-dict loads). `forward
 plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
 output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
-to the stack are seen by its version counter), in one C call at decoding sizes on the CPU
-(`seta.models.cpu_kernel`: fp32, up to 64 tokens); else (training, ragged output edges, a working copy)
-through `block_delta`, differentiable, out of place. Both compute the same delta.
+to the stack are seen by its version counter; fp32 decoding on the CPU: one C call, `seta.models.cpu_kernel`);
+else (training, ragged output edges, a working copy) through `block_delta`, differentiable, out of place.
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
 gives matmuls while it is on for the input's device (bf16 training and probes: the delta is run the
@@ -40,6 +39,7 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 
 from __future__ import annotations
 
+import importlib
 import weakref
 from dataclasses import dataclass
 from typing import Callable
@@ -88,17 +88,14 @@ class RoutePlan:
         return stack if pos.numel() == stack.shape[0] else stack.index_select(0, pos)
 
     def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype, grid: BlockGrid) -> NoGradTensors:
-        """The in-place path's tensors for the stack's current values in dtype, built once. Weights
-        equal for every example (one expert for the whole batch) are folded into blocksᵀ (in the
-        blocks' dtype, then cast). Holds a contiguous copy of the routed blocksᵀ (and, fp32 on the CPU,
-        the kernel bound to it: `seta.models.cpu_kernel.fused_delta`) as long as the plan lives."""
+        """The in-place path's tensors for the stack's current values in dtype, built once: weights equal
+        for every example (one expert for the batch) folded into blocksᵀ (in the blocks' dtype, then cast),
+        a contiguous copy of the routed blocksᵀ and, fp32 on the CPU, the kernel bound to it (`fused_delta`)."""
         ng = self.no_grad
-        # The one staleness check: the stack is written in place from many places (optimizer steps
-        # training the whole stack, `write`, end_training, load_state_dict, checkpoint restores, users),
-        # each bumping its version counter (as autograd checks saved tensors); an explicit call at every
-        # writer would be easy to miss. A new Parameter or storage (growth, `_apply`, assign-loads) comes
-        # with a rebuilt plan; writes through `.data` would go unseen (seta makes none to blocks). The
-        # stack is also compared by identity: a deep-copied layer's stack restarts its version count.
+        # The one staleness check: every in-place write to the stack (optimizer steps, `write`, end_training,
+        # state-dict and checkpoint loads, users) bumps its version counter, as autograd's saved-tensor check
+        # relies on; a new Parameter or storage comes with a rebuilt plan, and a deep copy's stack is another
+        # object (compared by identity); writes through `.data` would go unseen (seta makes none to blocks).
         if ng is None or ng.dtype != dtype or ng.version != stack._version or ng.stack() is not stack:
             w = self.weights
             with torch.inference_mode(False):  # normal tensors, whichever mode builds them
@@ -312,15 +309,12 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
 
 
 _MOVED = {"SparseBlockLinear4bit": "seta.models.bnb", "keep_4bit_differentiable": "seta.models.loading",
-          "wrap_linear": "seta.models.dispatch", "supported_linear": "seta.models.dispatch",
-          "DISPATCHERS": "seta.models.dispatch"}
+          **dict.fromkeys(("wrap_linear", "supported_linear", "DISPATCHERS"), "seta.models.dispatch")}
 
 
 def __getattr__(name: str):
     """Names that lived here before the 4-bit layer, the dispatch and the bitsandbytes work-around
     got their own modules: still importable from `seta.models.layer`."""
     if name in _MOVED:
-        import importlib
-
         return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
