@@ -73,8 +73,9 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict | None = None) -> dict[str, list[float]]:
-    """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved);
-    returns name -> list of wall-clock seconds. If `cpu` is a dict, it receives name -> list of this
+    """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved, the order
+    reversed every other round, so that a drift of the machine's speed within a round weighs on every
+    callable alike); returns name -> list of wall-clock seconds, in round order. If `cpu` is a dict, it receives name -> list of this
     process's CPU seconds for the same calls (on a shared CPU machine, time spent descheduled by other
     jobs does not count there; on a GPU it means nothing)."""
     for fn in fns.values():
@@ -84,8 +85,8 @@ def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict |
     times: dict[str, list[float]] = {name: [] for name in fns}
     if cpu is not None:
         cpu.update({name: [] for name in fns})
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for r in range(repeats):
+        for name, fn in (fns.items() if r % 2 == 0 else reversed(fns.items())):
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
@@ -98,6 +99,13 @@ def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict |
 
 def med(xs) -> float:
     return statistics.median(xs)
+
+
+def paired_ratio(times: dict, name: str, ref: str = "base") -> float:
+    """Median over rounds of times[name][r] / times[ref][r]: each call against the reference's call of
+    the same round (`interleaved_timing`), robust where the machine's speed drifts between rounds
+    (on a shared VM process CPU time of one computation was seen to vary 2x within minutes)."""
+    return med([a / b for a, b in zip(times[name], times[ref])])
 
 
 def fmt_s(seconds: float) -> str:

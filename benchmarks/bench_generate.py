@@ -28,7 +28,8 @@ import time
 import torch
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, setup, sync
+from _common import (MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, paired_ratio, setup,
+                     sync)
 
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
@@ -185,6 +186,10 @@ def main():
         print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | unfolded {fmt_s(cu)} | "
               f"no route {fmt_s(cc)} | ratio SETA/base {cs / cb:.3f} | unfolded/base {cu / cb:.3f} | "
               f"wrappers-only/base {cc / cb:.3f} | delta by torch ops, no CPU kernel (before)/base {co / cb:.3f}")
+        print(f"paired (median over the {args.repeats} rounds of each call's CPU time / the base call's of the same "
+              f"round; the headline where the machine's speed drifts): SETA/base {paired_ratio(cpu, 'seta'):.3f} | "
+              f"unfolded {paired_ratio(cpu, 'unfolded'):.3f} | wrappers-only {paired_ratio(cpu, 'cleared'):.3f} | "
+              f"torch ops (before) {paired_ratio(cpu, 'torch ops'):.3f}")
     if args.breakdown:
         tr, tg, tp = med(times["route"]), med(times["routed"]), med(times["prefill"])
         print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "
@@ -214,29 +219,35 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
     clock = time.process_time if device.type == "cpu" else time.perf_counter
 
     def per_step(model, ctx) -> float:
-        runs = []
-        for _ in range(repeats):
-            with torch.inference_mode(), ctx():
-                out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-                cache, tok, m = getattr(out, name), out.logits[:, -1:].argmax(-1), mask  # (B, 1) next tokens
-                sync(device)
-                start = clock()
-                for _ in range(steps):
-                    m = torch.cat([m, torch.ones_like(tok)], 1)
-                    out = model(input_ids=tok, attention_mask=m, use_cache=True, **{name: cache})
-                    cache, tok = getattr(out, name), out.logits[:, -1:].argmax(-1)
-                sync(device)
-                runs.append((clock() - start) / steps)
-        return med(runs)
+        with torch.inference_mode(), ctx():
+            out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+            cache, tok, m = getattr(out, name), out.logits[:, -1:].argmax(-1), mask  # (B, 1) next tokens
+            sync(device)
+            start = clock()
+            for _ in range(steps):
+                m = torch.cat([m, torch.ones_like(tok)], 1)
+                out = model(input_ids=tok, attention_mask=m, use_cache=True, **{name: cache})
+                cache, tok = getattr(out, name), out.logits[:, -1:].argmax(-1)
+            sync(device)
+            return (clock() - start) / steps
 
     routed = sum(layer.get_route() is not None for layer in seta.layers.values())
-    tb, tn, tr, to = (per_step(plain, contextlib.nullcontext), per_step(seta, seta.no_experts),
-                      per_step(seta, contextlib.nullcontext), per_step(seta, cpu_kernel.disabled))
+    contenders = {"base": (plain, contextlib.nullcontext), "no expert": (seta, seta.no_experts),
+                  "routed": (seta, contextlib.nullcontext), "torch ops": (seta, cpu_kernel.disabled)}
+    runs = {n: [] for n in contenders}
+    for r in range(repeats):  # interleaved, the order reversed every other round (as `interleaved_timing`)
+        for n in (list(contenders) if r % 2 == 0 else list(reversed(contenders))):
+            runs[n].append(per_step(*contenders[n]))
+    tb, tn, tr, to = (med(runs[n]) for n in contenders)
     print(f"one decoding step ({'CPU' if device.type == 'cpu' else 'wall'} time, median of {repeats} x {steps} steps): "
           f"base {tb * 1e6:.0f} us | SETA, no expert {tn * 1e6:.0f} us | SETA, route on the delta path "
           f"{tr * 1e6:.0f} us ({tr / tb:.3f} of the base) | per routed layer ({routed}): delta {(tr - tn) / routed * 1e6:.1f} us, "
           f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer | delta by torch ops, no CPU kernel "
           f"(before): {to * 1e6:.0f} us ({to / tb:.3f}), {(to - tn) / routed * 1e6:.1f} us per routed layer")
+    print(f"  paired (median of per-round ratios to the base's step): no expert {paired_ratio(runs, 'no expert'):.3f} | "
+          f"routed {paired_ratio(runs, 'routed'):.3f} | torch ops {paired_ratio(runs, 'torch ops'):.3f}; delta per routed "
+          f"layer {(paired_ratio(runs, 'routed') - paired_ratio(runs, 'no expert')) * tb / routed * 1e6:.1f} us at the "
+          "base's median step")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,19 @@ def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) 
     return torch.stack(outs)
 
 
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)  # private: the full check without it
+_COVERED = ("cpu", "cuda")  # device types `_any_autocast` sees (it does not see mps, say; those take the full check)
+
+
+def autocast_off_on_cpu() -> bool:
+    """True only where autocast is certainly off on the CPU (and CUDA): one C call."""
+    return not _any_autocast()
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype `torch.autocast` runs matmuls in on `device` right now, None when it is off there."""
+    if device.type in _COVERED and autocast_off_on_cpu():  # the common case: one C call (decoding calls this per layer)
+        return None
     try:
         on = torch.is_autocast_enabled(device.type)
     except RuntimeError:  # a device type autocast does not know (meta): never on

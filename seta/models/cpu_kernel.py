@@ -153,8 +153,15 @@ def _library() -> Callable | None:
                       "uses torch ops, slower when decoding on the CPU", RuntimeWarning, stacklevel=3)
         return None
     fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 6
+    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2  # (blocks struct, y, x, wt, N, T)
     return fn
+
+
+class _Blocks(ctypes.Structure):
+    """`seta_blocks` of cpu_kernel.c: what stays fixed for a route, bound once."""
+
+    _fields_ = [("bt", ctypes.c_void_p), ("rows", ctypes.c_void_p), ("cols", ctypes.c_void_p),
+                ("k", ctypes.c_int64), ("b", ctypes.c_int64), ("d_out", ctypes.c_int64), ("d_in", ctypes.c_int64)]
 
 
 def library() -> Callable | None:
@@ -194,29 +201,45 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
     bt = blocks_t.contiguous()  # (k, b, b)
     rc = rows.to(torch.int64).contiguous(), cols.to(torch.int64).contiguous()  # kept alive with the call
     d_out, d_in = grid.out_features, grid.in_features
-    fixed = (bt.data_ptr(), rc[0].data_ptr(), rc[1].data_ptr())
+    fixed = _Blocks(bt.data_ptr(), rc[0].data_ptr(), rc[1].data_ptr(), k, b, d_out, d_in)
+    fixed_at = ctypes.addressof(fixed)
     limit = float("inf") if tokens is None else tokens * d_in  # most x.numel()
+
+    f32, tracing = torch.float32, torch._C._is_tracing  # (a trace would not record the C call)
+    passed = [None, 0]  # the last weights that passed the checks below, and for how many examples
 
     def call(y: Tensor, x: Tensor, wt: Tensor | None) -> bool:
         """y: (B, ..., d_out), x: (B, ..., d_in) fp32 CPU, contiguous; wt: None or (k, B, 1, 1) fp32."""
-        n_x = x.numel()
-        if (n_x > limit or not _state["on"] or not (x.is_cpu and y.is_cpu) or x.dtype != torch.float32
-                or y.dtype != torch.float32 or not (x.is_contiguous() and y.is_contiguous()) or y.requires_grad
-                or torch.jit.is_tracing()):  # a trace would not record the C call
+        n_x = x.numel()  # the cheap checks first: this runs per routed layer and decoding step
+        if (n_x > limit or not _state["on"] or x.dtype is not f32 or y.dtype is not f32 or not (x.is_cpu and y.is_cpu)
+                or not (x.is_contiguous() and y.is_contiguous()) or y.requires_grad or tracing()):
             return False
         n = n_x // d_in
         if n == 0:  # no tokens: nothing to add
             return True
         examples = x.shape[0] if x.dim() > 1 else 1
         # what the C loop reads and writes must be there: a wrong shape is a bug upstream, not a fallback
-        if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (
-                wt.shape != (k, examples, 1, 1) or not (wt.is_cpu and wt.dtype == torch.float32 and wt.is_contiguous()))):
+        if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (wt is not passed[0] or examples != passed[1]) and (
+                wt.shape != (k, examples, 1, 1) or not (wt.is_cpu and wt.dtype is f32 and wt.is_contiguous()))):
             raise ValueError(f"CPU kernel: x {tuple(x.shape)}, y {tuple(y.shape)}, wt "
                              f"{None if wt is None else (tuple(wt.shape), wt.dtype)} do not fit {k} blocks of {grid}")
-        fn(y.data_ptr(), x.data_ptr(), *fixed, 0 if wt is None else wt.data_ptr(), k, n, n // examples, b, d_out, d_in)
+        if wt is None:
+            fn(fixed_at, y.data_ptr(), x.data_ptr(), 0, n, n // examples)
+        else:  # the layer passes the same weights at every step: checked once (a tensor keeps its shape)
+            passed[0], passed[1] = wt, examples
+            fn(fixed_at, y.data_ptr(), x.data_ptr(), wt.data_ptr(), n, n // examples)
         return True
 
-    call.keep = (bt, rc)  # the pointers above stay valid as long as the call lives
+    def run(y_ptr: int, x_ptr: int, wt_ptr: int, n: int, tokens_per_example: int) -> bool:
+        """The C call alone, for a caller that has made `call`'s checks for these arguments already
+        (the layer, at its next decoding step: `SparseBlockLinear._decode_again`); False when turned off."""
+        if not _state["on"]:
+            return False
+        fn(fixed_at, y_ptr, x_ptr, wt_ptr, n, tokens_per_example)
+        return True
+
+    call.run, call.max_numel = run, limit  # most x.numel() per call
+    call.keep = (bt, rc, fixed)  # the pointers above stay valid as long as the call lives
     return call
 
 

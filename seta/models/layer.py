@@ -45,13 +45,29 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
 
-from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, blocks_to_dense, delta_add_
+from seta.core.blocks import BlockGrid, autocast_dtype, autocast_off_on_cpu, block_delta, blocks_to_dense, delta_add_
 from seta.models.cpu_kernel import fused_delta
 from seta.models.working_copy import WorkingCopy
 
 __all__ = ["RoutePlan", "SparseBlockLinear"]
+
+_LINEAR_FORWARD = nn.Linear.forward  # F.linear(x, weight, bias); a patch of the class is seen as one
+_GLOBAL_HOOKS = (_module._global_forward_pre_hooks, _module._global_forward_hooks,
+                 _module._global_backward_pre_hooks, _module._global_backward_hooks)
+
+
+def _plain_linear(m: nn.Module) -> bool:
+    """Whether calling m runs exactly `F.linear(x, m.weight, m.bias)`: an `nn.Linear` (not a subclass)
+    with no hooks of its own or global ones, its forward not replaced (on the instance, as accelerate's
+    offload hooks do, or on the class), not compiled, and no jit trace recording the call."""
+    return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not (m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks
+                                          or m._backward_hooks or any(_GLOBAL_HOOKS))
+            and "forward" not in m.__dict__ and getattr(m, "_compiled_call_impl", None) is None
+            and not torch._C._get_tracing_state())
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class RoutePlan:
     cols: Tensor  # (k,) block columns
     read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
     no_grad: NoGradTensors | None = None  # built at the first no-grad forward (`no_grad_tensors`)
+    decode: tuple | None = None  # what the last kernel call was checked for (`SparseBlockLinear._decode_again`)
 
     positions = property(lambda self: self.route[0])  # (k,)
     weights = property(lambda self: self.route[1])  # (B, k) | None
@@ -130,7 +147,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self._plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
-        self.train_blocks: nn.Parameter | None = None  # (k_t, b, b) working copy while a task trains
+        self.register_parameter("train_blocks", None)  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
         self._train_pos: Tensor | None = None  # (k_t,) stack positions of train_blocks, sorted
         self._folded: Tensor | None = None  # (k, b, b) W's blocks before `seta.models.fold` folded the route
@@ -265,31 +282,63 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         return w if w.dtype == dtype else w.to(dtype)  # `.to` costs a dispatch even when it returns w
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
-        result = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
+        # Attributes read through the module's own dicts: `nn.Module.__getattr__` costs about a µs per
+        # lookup, and decoding calls every routed layer at every step (BENCHMARKS.md §7.5).
+        base, params = self._modules["base_layer"], self._parameters
+        plain = not (args or kwargs) and _plain_linear(base)
+        if plain:  # what calling the base would run, without the module call's dispatch
+            result = F.linear(x, base._parameters["weight"], base._parameters["bias"])  # (B, T, d_out)
+        else:
+            result = base(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
         plan = self._plan
         if plan is None:
             return result
+        if plain and plan.decode is not None and self._decode_again(plan.decode, x, result):
+            return result  # the next decoding step of the same batch: the kernel call, few checks
         if self._folded is not None:  # the base weight holds W + ΔW of this route
             if torch.is_grad_enabled():
                 raise RuntimeError("forward with gradients while the route is folded into the base weight: "
                                    "train outside `seta.models.fold.folded`")
             return result
+        stack, training = params["blocks"], params["train_blocks"] is not None
         autocast = autocast_dtype(x.device)
-        dtype = autocast or self.blocks.dtype  # `compute_dtype(x)`
-        if not (torch.is_grad_enabled() or self._ragged_out or self.train_blocks is not None) and result.is_contiguous():
+        dtype = autocast or stack.dtype  # `compute_dtype(x)`
+        if not (torch.is_grad_enabled() or self._ragged_out or training) and result.is_contiguous():
             # no autograd: in place into the fresh base output, from the plan's no-grad tensors
-            ng = plan.no_grad_tensors(self.blocks, dtype, self.grid)
+            ng = plan.no_grad_tensors(stack, dtype, self.grid)
             wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
             if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
+                if plain and x.dim() > 1:  # its checks made: the next step of this batch skips them
+                    plan.decode = (ng, x.shape[0], 0 if wt is None else wt.data_ptr(), wt)
                 return result
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
                               autocast_on=autocast is not None)
         # differentiable, out of place: grads reach the working copy, or scatter back to the stack
-        blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.read_plan)
+        blocks = plan.select(stack) if not training else self._read(plan.positions, plan.read_plan)
         w = self._example_weights(plan.weights, x.shape[0], 0, dtype)  # (B, k) | None
         delta = block_delta(x.to(dtype), blocks.to(dtype), plan.rows, plan.cols, self.grid, w)  # (B, T, d_out)
         return result + delta.to(result.dtype)
+
+    def _decode_again(self, checked: tuple, x: Tensor, y: Tensor) -> bool:
+        """The kernel call of the plan's last no-grad forward again, for the next decoding step of the
+        same batch, with only the checks whose answer can have changed since: True when it added the
+        delta into y (= F.linear(x, W, b) just computed: fp32 when x is, contiguous, no grad), else
+        False (y untouched) and the full path decides. What was checked then and holds still: the
+        route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
+        and the weights for this batch size (the same tensor)."""
+        ng, batch, wt_ptr, _ = checked  # _: the weights, kept alive with their pointer
+        stack, params = ng.stack(), self._parameters
+        if (torch.is_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
+                or stack is not params["blocks"] or ng.version != stack._version or not autocast_off_on_cpu()
+                or x.dtype is not torch.float32 or not (x.is_cpu and x.is_contiguous()) or x.dim() < 2
+                or x.shape[0] != batch):
+            return False
+        numel, grid = x.numel(), self.grid
+        if not 0 < numel <= ng.fused.max_numel or x.shape[-1] != grid.in_features or y.shape[-1] != grid.out_features:
+            return False  # no tokens, too many, or a base weight swapped for another shape: the full path's checks
+        n = numel // grid.in_features  # tokens
+        return ng.fused.run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
 
     # ---- deployment -----------------------------------------------------------------------------
     def dense_delta(self, positions: Tensor) -> Tensor:

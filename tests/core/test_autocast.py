@@ -29,6 +29,24 @@ def test_autocast_dtype_reports_the_region():
     assert autocast_dtype(torch.device("meta")) is None  # a device autocast does not know
 
 
+@pytest.mark.parametrize("on", ["cpu", "cuda", "mps", "xpu"])
+def test_autocast_dtype_agrees_with_the_per_device_query_whichever_device_is_on(on):
+    """The quick "no autocast anywhere" check must not hide a region on another device type (the
+    state is set directly: no GPU is needed to switch a device type's autocast flag)."""
+    before = torch.is_autocast_enabled(on), torch.get_autocast_dtype(on)
+    torch.set_autocast_enabled(on, True)
+    torch.set_autocast_dtype(on, torch.float16)
+    try:
+        for dev in ("cpu", "cuda", "mps", "xpu"):
+            expected = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+            assert autocast_dtype(torch.device(dev)) == expected, dev
+        assert autocast_dtype(torch.device(on)) == torch.float16
+    finally:
+        torch.set_autocast_enabled(on, before[0])
+        torch.set_autocast_dtype(on, before[1])
+    assert all(autocast_dtype(torch.device(d)) is None for d in ("cpu", "cuda", "mps", "xpu"))
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("grid", [BlockGrid(32, 48, 8), BlockGrid(30, 20, 8)], ids=["even", "ragged"])
 def test_block_delta_under_autocast_equals_outside(grid, weighted):
