@@ -7,8 +7,9 @@ Why: while decoding, each routed layer's delta is four small torch ops (gather, 
 index_add) whose dispatch costs more than their arithmetic; for a batch whose rows route to
 different experts (no fold, `seta.models.fold`) they were most of SETA's price on the CPU
 (BENCHMARKS.md §7.3-§7.4). `cpu_kernel.c` does the same sums in one call, four tokens sharing each
-load of a block. It is used for at most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call
-(N·k·b²); above, the torch ops' BLAS bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
+load of a block (b = 16, 32, 64 compiled as constants). What stays fixed for a route (blocks,
+coordinates, shape) is bound once in a struct, so a call converts six arguments. It is used for at
+most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call (N·k·b²); above, the torch ops' BLAS bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
 
 Built at first use with the system C compiler (`$CC`, a command such as `ccache gcc`, else
 `cc`/`gcc`; about 0.2 s) into `<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/` (where that cannot be

@@ -20,6 +20,10 @@ output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_ad
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
 to the stack are seen by its version counter; fp32 decoding on the CPU: one C call, `seta.models.cpu_kernel`);
 else (training, ragged output edges, a working copy) through `block_delta`, differentiable, out of place.
+Decoding calls every routed layer at every step, so its Python is kept short (BENCHMARKS.md §7.5): a
+plain `nn.Linear` base is run as `F.linear` (what its call would run; hooks, a replaced forward,
+subclasses and traces keep the module call), and once a step has taken the kernel, the next step of
+the same batch repeats that call after only the checks whose answer can change (`_decode_again`).
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
 gives matmuls while it is on for the input's device (bf16 training and probes: the delta is run the
@@ -64,10 +68,9 @@ def _plain_linear(m: nn.Module) -> bool:
     """Whether calling m runs exactly `F.linear(x, m.weight, m.bias)`: an `nn.Linear` (not a subclass)
     with no hooks of its own or global ones, its forward not replaced (on the instance, as accelerate's
     offload hooks do, or on the class), not compiled, and no jit trace recording the call."""
-    return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not (m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks
-                                          or m._backward_hooks or any(_GLOBAL_HOOKS))
-            and "forward" not in m.__dict__ and getattr(m, "_compiled_call_impl", None) is None
-            and not torch._C._get_tracing_state())
+    hooked = m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks or any(_GLOBAL_HOOKS)
+    return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not hooked and "forward" not in m.__dict__
+            and getattr(m, "_compiled_call_impl", None) is None and not torch._C._get_tracing_state())
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
             if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
                 if plain and x.dim() > 1:  # its checks made: the next step of this batch skips them
-                    plan.decode = (ng, x.shape[0], 0 if wt is None else wt.data_ptr(), wt)
+                    plan.decode = (ng, x.shape[0], wt)
                 return result
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
@@ -327,7 +330,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         False (y untouched) and the full path decides. What was checked then and holds still: the
         route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
         and the weights for this batch size (the same tensor)."""
-        ng, batch, wt_ptr, _ = checked  # _: the weights, kept alive with their pointer
+        ng, batch, wt = checked
         stack, params = ng.stack(), self._parameters
         if (torch.is_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
                 or stack is not params["blocks"] or ng.version != stack._version or not autocast_off_on_cpu()
@@ -338,7 +341,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         if not 0 < numel <= ng.fused.max_numel or x.shape[-1] != grid.in_features or y.shape[-1] != grid.out_features:
             return False  # no tokens, too many, or a base weight swapped for another shape: the full path's checks
         n = numel // grid.in_features  # tokens
-        return ng.fused.run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
+        return ng.fused.run(y.data_ptr(), x.data_ptr(), 0 if wt is None else wt.data_ptr(), n, n // batch)
 
     # ---- deployment -----------------------------------------------------------------------------
     def dense_delta(self, positions: Tensor) -> Tensor:
