@@ -67,9 +67,11 @@ _GLOBAL_HOOKS = (_module._global_forward_pre_hooks, _module._global_forward_hook
 def _plain_linear(m: nn.Module) -> bool:
     """Whether calling m runs exactly `F.linear(x, m.weight, m.bias)`: an `nn.Linear` (not a subclass)
     with no hooks of its own or global ones, its forward not replaced (on the instance, as accelerate's
-    offload hooks do, or on the class), not compiled, and no jit trace recording the call."""
+    offload hooks do, or on the class), its parameters still registered, not compiled, and no jit trace
+    recording the call."""
     hooked = m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks or any(_GLOBAL_HOOKS)
     return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not hooked and "forward" not in m.__dict__
+            and "weight" in m._parameters and "bias" in m._parameters  # not swapped for plain tensors (FSDP's views)
             and getattr(m, "_compiled_call_impl", None) is None and not torch._C._get_tracing_state())
 
 

@@ -57,6 +57,12 @@ def test_what_the_base_call_would_do_is_what_the_layer_adds_to(grad):
     assert not _plain_linear(replaced.base_layer)
     torch.testing.assert_close(out(replaced), plain.base_layer(x) - 3.0 + delta)
 
+    views = _layer()  # FSDP (flat parameters) sets the weight as a plain tensor attribute, not a Parameter
+    weight = views.base_layer._parameters.pop("weight")
+    views.base_layer.weight = weight.detach() * 0.5
+    assert not _plain_linear(views.base_layer)
+    torch.testing.assert_close(out(views), nn.functional.linear(x, weight * 0.5, plain.base_layer.bias) + delta)
+
     sub = _layer(Doubling)
     assert not _plain_linear(sub.base_layer)
     torch.testing.assert_close(out(sub), 2 * plain.base_layer(x) + delta)
