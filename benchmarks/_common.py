@@ -75,9 +75,9 @@ def sync(device: torch.device) -> None:
 def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict | None = None) -> dict[str, list[float]]:
     """Run each callable `warmup` times, then `repeats` rounds of one call each (interleaved, the order
     reversed every other round, so that a drift of the machine's speed within a round weighs on every
-    callable alike); returns name -> list of wall-clock seconds, in round order. If `cpu` is a dict, it receives name -> list of this
-    process's CPU seconds for the same calls (on a shared CPU machine, time spent descheduled by other
-    jobs does not count there; on a GPU it means nothing)."""
+    callable alike); returns name -> list of wall-clock seconds, in round order. If `cpu` is a dict, it
+    receives name -> list of this process's CPU seconds for the same calls (on a shared CPU machine,
+    time spent descheduled by other jobs does not count there; on a GPU it means nothing)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()

@@ -9,7 +9,8 @@ different experts (no fold, `seta.models.fold`) they were most of SETA's price o
 (BENCHMARKS.md §7.3-§7.4). `cpu_kernel.c` does the same sums in one call, four tokens sharing each
 load of a block (b = 16, 32, 64 compiled as constants). What stays fixed for a route (blocks,
 coordinates, shape) is bound once in a struct, so a call converts six arguments. It is used for at
-most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call (N·k·b²); above, the torch ops' BLAS bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
+most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call (N·k·b²); above, the torch ops' BLAS
+bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
 
 Built at first use with the system C compiler (`$CC`, a command such as `ccache gcc`, else
 `cc`/`gcc`; about 0.2 s) into `<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/` (where that cannot be
@@ -220,7 +221,8 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
             return True
         examples = x.shape[0] if x.dim() > 1 else 1
         # what the C loop reads and writes must be there: a wrong shape is a bug upstream, not a fallback
-        if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (wt is not passed[0] or examples != passed[1]) and (
+        new_wt = wt is not None and (wt is not passed[0] or examples != passed[1])
+        if x.shape[-1] != d_in or y.numel() != n * d_out or (new_wt and (
                 wt.shape != (k, examples, 1, 1) or not (wt.is_cpu and wt.dtype is f32 and wt.is_contiguous()))):
             raise ValueError(f"CPU kernel: x {tuple(x.shape)}, y {tuple(y.shape)}, wt "
                              f"{None if wt is None else (tuple(wt.shape), wt.dtype)} do not fit {k} blocks of {grid}")
