@@ -12,8 +12,8 @@ Which blocks act, and with what per-example weight, is the layer's *route*, set 
 (`SetaModel.set_expert` / `set_routing`), not passed through HF forward kwargs. Routes persist until
 changed, so a backward pass that recomputes a checkpointed layer sees the same route.
 
-Setting a route builds its `RoutePlan` (block coordinates of the routed positions; with a working
-copy, how to read their blocks), rebuilt wherever an input changes under the same route (growth,
+Setting a route builds its `RoutePlan` (`seta.models.route_plan`: block coordinates of the routed
+positions; with a working copy, how to read their blocks), rebuilt wherever an input changes under the same route (growth,
 begin/end of a working copy, device and dtype moves, state-dict loads). `forward` is the base output
 plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
 output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
@@ -44,9 +44,6 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 from __future__ import annotations
 
 import importlib
-import weakref
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +51,7 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
 from seta.core.blocks import BlockGrid, autocast_dtype, autocast_off_on_cpu, block_delta, blocks_to_dense, delta_add_
-from seta.models.cpu_kernel import fused_delta
+from seta.models.route_plan import RoutePlan
 from seta.models.working_copy import WorkingCopy
 
 __all__ = ["RoutePlan", "SparseBlockLinear"]
@@ -73,66 +70,6 @@ def _plain_linear(m: nn.Module) -> bool:
     return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not hooked and "forward" not in m.__dict__
             and "weight" in m._parameters and "bias" in m._parameters  # not swapped for plain tensors (FSDP's views)
             and getattr(m, "_compiled_call_impl", None) is None and not torch._C._get_tracing_state())
-
-
-@dataclass(frozen=True)
-class NoGradTensors:
-    """What the in-place (no-grad) delta reads, for one compute dtype and one state of the stack."""
-
-    dtype: torch.dtype  # the compute dtype
-    stack: weakref.ref  # the stack built from (a deep copy of the layer has its own: rebuilt there)
-    version: int  # the stack's version counter when built
-    blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (weights equal for every example folded in)
-    wt: Tensor | None  # (k, B, 1, 1) per-example weights in dtype, or None
-    slots: tuple[Tensor, Tensor]  # torch.unique(rows, return_inverse=True)
-    fused: Callable | None  # `seta.models.cpu_kernel.fused_delta` of blocks_t (fp32 on the CPU), else None
-
-
-@dataclass(eq=False)
-class RoutePlan:
-    """One route of a layer and what its forward reads; built by `restore_route` (and so `set_route`),
-    rebuilt by the layer wherever an input changes under the same route (`SparseBlockLinear._replan`)."""
-
-    route: tuple  # (positions (k,) sorted, weights (B, k) | None), what `get_route` returns
-    rows: Tensor  # (k,) block rows of the routed positions
-    cols: Tensor  # (k,) block columns
-    read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
-    no_grad: NoGradTensors | None = None  # built at the first no-grad forward (`no_grad_tensors`)
-    decode: tuple | None = None  # what the last kernel call was checked for (`SparseBlockLinear._decode_again`)
-
-    positions = property(lambda self: self.route[0])  # (k,)
-    weights = property(lambda self: self.route[1])  # (B, k) | None
-
-    def select(self, stack: Tensor) -> Tensor:
-        """The routed blocks (k, b, b) of stack (k_l, b, b): the stack itself when every block is
-        routed (positions sorted and unique, so the identity)."""
-        pos = self.positions
-        return stack if pos.numel() == stack.shape[0] else stack.index_select(0, pos)
-
-    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype, grid: BlockGrid) -> NoGradTensors:
-        """The in-place path's tensors for the stack's current values in dtype, built once: weights equal
-        for every example (one expert for the batch) folded into blocksᵀ (in the blocks' dtype, then cast),
-        a contiguous copy of the routed blocksᵀ and, fp32 on the CPU, the kernel bound to it (`fused_delta`)."""
-        ng = self.no_grad
-        # The one staleness check: every in-place write to the stack (optimizer steps, `write`, end_training,
-        # state-dict and checkpoint loads, users) bumps its version counter, as autograd's saved-tensor check
-        # relies on; a new Parameter or storage comes with a rebuilt plan, and a deep copy's stack is another
-        # object (compared by identity); writes through `.data` would go unseen (seta makes none to blocks).
-        if ng is None or ng.dtype != dtype or ng.version != stack._version or ng.stack() is not stack:
-            w = self.weights
-            with torch.inference_mode(False):  # normal tensors, whichever mode builds them
-                routed = self.select(stack.detach())
-                wt = None
-                if w is not None and bool((w == w[:1]).all()):
-                    routed = routed * w[0].to(routed)[:, None, None]  # (k, b, b)
-                elif w is not None:
-                    wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
-                slots = torch.unique(self.rows, return_inverse=True)
-                blocks_t = routed.to(dtype).transpose(1, 2).contiguous()  # (k, b, b)
-                fused = fused_delta(blocks_t, self.rows, self.cols, grid)
-                ng = NoGradTensors(dtype, weakref.ref(stack), stack._version, blocks_t, wt, slots, fused)
-            self.no_grad = ng
-        return ng
 
 
 class SparseBlockLinear(WorkingCopy, nn.Module):
