@@ -86,7 +86,8 @@ def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict |
     if cpu is not None:
         cpu.update({name: [] for name in fns})
     for r in range(repeats):
-        for name, fn in (fns.items() if r % 2 == 0 else reversed(fns.items())):
+        for name in round_order(fns, r):
+            fn = fns[name]
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
@@ -95,6 +96,12 @@ def interleaved_timing(fns: dict, device, warmup: int, repeats: int, cpu: dict |
             if cpu is not None:
                 cpu[name].append(time.process_time() - c0)
     return times
+
+
+def round_order(names, r: int) -> list:
+    """The contenders' order in round r: as given in even rounds, reversed in odd ones."""
+    names = list(names)
+    return names if r % 2 == 0 else names[::-1]
 
 
 def med(xs) -> float:

@@ -28,8 +28,8 @@ import time
 import torch
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import (MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, paired_ratio, setup,
-                     sync)
+from _common import (MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timing, machine, med, paired_ratio,
+                     round_order, setup, sync)
 
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
@@ -235,8 +235,8 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
     contenders = {"base": (plain, contextlib.nullcontext), "no expert": (seta, seta.no_experts),
                   "routed": (seta, contextlib.nullcontext), "torch ops": (seta, cpu_kernel.disabled)}
     runs = {n: [] for n in contenders}
-    for r in range(repeats):  # interleaved, the order reversed every other round (as `interleaved_timing`)
-        for n in (list(contenders) if r % 2 == 0 else list(reversed(contenders))):
+    for r in range(repeats):  # interleaved as `interleaved_timing`
+        for n in round_order(contenders, r):
             runs[n].append(per_step(*contenders[n]))
     tb, tn, tr, to = (med(runs[n]) for n in contenders)
     print(f"one decoding step ({'CPU' if device.type == 'cpu' else 'wall'} time, median of {repeats} x {steps} steps): "

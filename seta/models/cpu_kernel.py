@@ -208,29 +208,23 @@ def fused_delta(blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
     limit = float("inf") if tokens is None else tokens * d_in  # most x.numel()
 
     f32, tracing = torch.float32, torch._C._is_tracing  # (a trace would not record the C call)
-    passed = [None, 0]  # the last weights that passed the checks below, and for how many examples
 
     def call(y: Tensor, x: Tensor, wt: Tensor | None) -> bool:
         """y: (B, ..., d_out), x: (B, ..., d_in) fp32 CPU, contiguous; wt: None or (k, B, 1, 1) fp32."""
-        n_x = x.numel()  # the cheap checks first: this runs per routed layer and decoding step
+        n_x = x.numel()  # the cheap checks first
         if (n_x > limit or not _state["on"] or x.dtype is not f32 or y.dtype is not f32 or not (x.is_cpu and y.is_cpu)
                 or not (x.is_contiguous() and y.is_contiguous()) or y.requires_grad or tracing()):
             return False
         n = n_x // d_in
-        if n == 0:  # no tokens: nothing to add
-            return True
         examples = x.shape[0] if x.dim() > 1 else 1
         # what the C loop reads and writes must be there: a wrong shape is a bug upstream, not a fallback
-        new_wt = wt is not None and (wt is not passed[0] or examples != passed[1])
-        if x.shape[-1] != d_in or y.numel() != n * d_out or (new_wt and (
+        if x.shape[-1] != d_in or y.numel() != n * d_out or (wt is not None and (
                 wt.shape != (k, examples, 1, 1) or not (wt.is_cpu and wt.dtype is f32 and wt.is_contiguous()))):
             raise ValueError(f"CPU kernel: x {tuple(x.shape)}, y {tuple(y.shape)}, wt "
                              f"{None if wt is None else (tuple(wt.shape), wt.dtype)} do not fit {k} blocks of {grid}")
-        if wt is None:
-            fn(fixed_at, y.data_ptr(), x.data_ptr(), 0, n, n // examples)
-        else:  # the layer passes the same weights at every step: checked once (a tensor keeps its shape)
-            passed[0], passed[1] = wt, examples
-            fn(fixed_at, y.data_ptr(), x.data_ptr(), wt.data_ptr(), n, n // examples)
+        if n == 0:  # no tokens: nothing to add (checked all the same: the layer's next step trusts this call)
+            return True
+        fn(fixed_at, y.data_ptr(), x.data_ptr(), 0 if wt is None else wt.data_ptr(), n, n // examples)
         return True
 
     def run(y_ptr: int, x_ptr: int, wt_ptr: int, n: int, tokens_per_example: int) -> bool:

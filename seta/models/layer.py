@@ -13,8 +13,9 @@ Which blocks act, and with what per-example weight, is the layer's *route*, set 
 changed, so a backward pass that recomputes a checkpointed layer sees the same route.
 
 Setting a route builds its `RoutePlan` (`seta.models.route_plan`: block coordinates of the routed
-positions; with a working copy, how to read their blocks), rebuilt wherever an input changes under the same route (growth,
-begin/end of a working copy, device and dtype moves, state-dict loads). `forward` is the base output
+positions; with a working copy, how to read their blocks), rebuilt wherever an input changes under the
+same route (growth, begin/end of a working copy, device and dtype moves, state-dict loads). `forward`
+is the base output
 plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
 output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
@@ -270,9 +271,9 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
         and the weights for this batch size (the same tensor)."""
         ng, batch, wt = checked
-        stack, params = ng.stack(), self._parameters
+        params = self._parameters
         if (torch.is_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
-                or stack is not params["blocks"] or ng.version != stack._version or not autocast_off_on_cpu()
+                or not ng.current(params["blocks"]) or not autocast_off_on_cpu()
                 or x.dtype is not torch.float32 or not (x.is_cpu and x.is_contiguous()) or x.dim() < 2
                 or x.shape[0] != batch):
             return False

@@ -30,6 +30,14 @@ class NoGradTensors:
     slots: tuple[Tensor, Tensor]  # torch.unique(rows, return_inverse=True)
     fused: Callable | None  # `seta.models.cpu_kernel.fused_delta` of blocks_t (fp32 on the CPU), else None
 
+    def current(self, stack: Tensor) -> bool:
+        """Whether these tensors still hold the stack's values. The one staleness check: every in-place
+        write to the stack (optimizer steps, `write`, end_training, state-dict and checkpoint loads, users)
+        bumps its version counter, as autograd's saved-tensor check relies on; a new Parameter or storage
+        comes with a rebuilt plan, and a deep copy's stack is another object (compared by identity);
+        writes through `.data` would go unseen (seta makes none to blocks)."""
+        return self.stack() is stack and self.version == stack._version
+
 
 @dataclass(eq=False)
 class RoutePlan:
@@ -57,11 +65,7 @@ class RoutePlan:
         for every example (one expert for the batch) folded into blocksᵀ (in the blocks' dtype, then cast),
         a contiguous copy of the routed blocksᵀ and, fp32 on the CPU, the kernel bound to it (`fused_delta`)."""
         ng = self.no_grad
-        # The one staleness check: every in-place write to the stack (optimizer steps, `write`, end_training,
-        # state-dict and checkpoint loads, users) bumps its version counter, as autograd's saved-tensor check
-        # relies on; a new Parameter or storage comes with a rebuilt plan, and a deep copy's stack is another
-        # object (compared by identity); writes through `.data` would go unseen (seta makes none to blocks).
-        if ng is None or ng.dtype != dtype or ng.version != stack._version or ng.stack() is not stack:
+        if ng is None or ng.dtype != dtype or not ng.current(stack):
             w = self.weights
             with torch.inference_mode(False):  # normal tensors, whichever mode builds them
                 routed = self.select(stack.detach())

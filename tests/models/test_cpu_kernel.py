@@ -80,8 +80,8 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
     with ck.disabled():
         assert not ck.enabled() and not call(y, x, wt)
     assert ck.enabled() and call(y.clone(), x, wt)
-    assert call(y.clone(), x, wt)  # the same weights again: checked once, accepted
-    with pytest.raises(ValueError, match="do not fit"):  # the same weights for a batch of another size: checked again
+    assert call(y.clone(), x, wt)  # the same weights again: accepted
+    with pytest.raises(ValueError, match="do not fit"):  # the same weights for a batch of another size: refused
         call(y[:2].clone(), x[:2].contiguous(), wt)
     assert ck.fused_delta(blocks.double().transpose(1, 2), rows, cols, grid) is None  # fp64: the torch ops
     assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, BlockGrid(32, 44, 8)) is None  # ragged input edge
