@@ -27,11 +27,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib.util
 import os
 import platform
 import shlex
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import threading
 import warnings
@@ -110,27 +113,55 @@ def _compile(cc: list[str], flags: tuple, source: Path, out: Path) -> None:
             os.unlink(tmp)
 
 
-def _load(cc: list[str], source: Path):
-    """The loaded C function, built unless the cache has it; OSError saying why where no build loads."""
+def _python_flags() -> tuple[str, ...]:
+    """-I for Python's headers; OSError where they are not installed (the ctypes build needs none)."""
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").exists():
+        raise OSError(f"no Python.h in {include}")
+    return (f"-I{include}",)
+
+
+def _open_extension(path: Path):
+    """The extension module built at path (its init function is PyInit_seta_cpu_kernel)."""
+    spec = importlib.util.spec_from_file_location("seta_cpu_kernel", path)
+    if spec is None:
+        raise OSError(f"{path} is not an extension module of this Python")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load(cc: list[str], source: Path, extension: bool = False):
+    """The loaded C function, built unless the cache has it; OSError saying why where no build loads.
+    source: cpu_kernel.c (loaded with ctypes), or with `extension` cpu_kernel_py.c (a CPython extension
+    that includes cpu_kernel.c from its folder)."""
     errors = []
+    sources = [source.read_bytes()] + ([(source.parent / "cpu_kernel.c").read_bytes()] if extension else [])
+    python = (*_python_flags(), "-DPY_SSIZE_T_CLEAN") if extension else ()
     for extra in ((), ("-DSETA_NO_CLONES",)):  # target_clones needs ifunc support (not on musl, say)
-        flags = (*_FLAGS, *extra)
-        key = hashlib.sha256(b"\0".join([source.read_bytes(), " ".join(cc).encode(), " ".join(flags).encode(),
-                                         platform.machine().encode()])).hexdigest()[:16]
+        flags = (*_FLAGS, *extra, *python)
+        tag = sys.implementation.cache_tag if extension else ""  # an extension loads in its own Python only
+        key = hashlib.sha256(b"\0".join([*sources, " ".join(cc).encode(), " ".join(flags).encode(),
+                                         platform.machine().encode(), tag.encode()])).hexdigest()[:16]
         for where in (_cache_dir, _private_dir):
             try:
                 folder = where()
                 if folder is None:
                     continue
                 folder.mkdir(parents=True, exist_ok=True)
-                out = folder / f"cpu_kernel-{key}.so"
+                out = folder / f"cpu_kernel{'_py' if extension else ''}-{key}.so"
                 if not out.exists():
                     _compile(cc, flags, source, out)
-                return ctypes.CDLL(str(out)).seta_delta_add_f32
+                if extension:
+                    return _open_extension(out).delta_add
+                fn = ctypes.CDLL(str(out)).seta_delta_add_f32
+                fn.restype = None
+                fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2  # (blocks struct, y, x, wt, N, T)
+                return fn
             except subprocess.CalledProcessError as e:
                 errors.append(f"{' '.join(flags)}: exit status {e.returncode} {e.stderr.strip()[-500:]}".strip())
                 break  # the compiler refused these flags: try the next ones
-            except (OSError, AttributeError) as e:  # a read-only cache, a library that does not load: go on
+            except (OSError, AttributeError, ImportError) as e:  # a read-only cache, a library that does not load: go on
                 errors.append(f"{' '.join(flags)}: {e}")
     raise OSError("; ".join(errors))
 
@@ -147,16 +178,19 @@ def _library() -> Callable | None:
         warnings.warn("seta: no C compiler found (set CC or install gcc): the sparse delta uses torch ops, "
                       "slower when decoding on the CPU", RuntimeWarning, stacklevel=3)
         return None
+    files = resources.files("seta.models")
+    try:  # the extension where Python's headers are installed: a cheaper call than ctypes (same C loop)
+        with resources.as_file(files / "cpu_kernel_py.c") as source:
+            return _load(cc, Path(source), extension=True)
+    except (OSError, subprocess.SubprocessError):
+        pass  # no headers, or they did not build: ctypes, without a warning (the same results, a µs slower)
     try:
-        with resources.as_file(resources.files("seta.models") / "cpu_kernel.c") as source:
-            fn = _load(cc, Path(source))
+        with resources.as_file(files / "cpu_kernel.c") as source:
+            return _load(cc, Path(source))
     except (OSError, subprocess.SubprocessError) as e:
         warnings.warn(f"seta: could not build the CPU delta kernel with {' '.join(cc)} ({e}); the sparse delta "
                       "uses torch ops, slower when decoding on the CPU", RuntimeWarning, stacklevel=3)
         return None
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2  # (blocks struct, y, x, wt, N, T)
-    return fn
 
 
 class _Blocks(ctypes.Structure):

@@ -47,11 +47,12 @@ def _inputs(d_out, d_in, b, k, batch, tokens, weighted, seed):
 
 @needs_kernel
 @settings(max_examples=60, deadline=None)
-@given(b=st.sampled_from([1, 2, 3, 4, 8, 16, 32]), n_out=st.integers(1, 4), n_in=st.integers(1, 4),
+@given(b=st.sampled_from([1, 2, 3, 4, 8, 16, 32, 48, 64]), n_out=st.integers(1, 4), n_in=st.integers(1, 4),
        k=st.integers(1, 12), batch=st.integers(1, 5), tokens=st.integers(1, 12), weighted=st.booleans(),
        seed=st.integers(0, 10_000))
 def test_property_kernel_equals_the_reference(b, n_out, n_in, k, batch, tokens, weighted, seed):
     assert batch * tokens <= ck.MAX_TOKENS  # up to 60 tokens: every remainder of the four-token loop
+    k = max(1, min(k, ck.MAX_WORK // (b * b * batch * tokens)))  # b = 48, 64: within MAX_WORK multiply-adds
     grid, rows, cols, blocks, x, y, wt = _inputs(n_out * b, n_in * b, b, k, batch, tokens, weighted, seed)
     blocks_t = blocks.transpose(1, 2)
     ref = delta_add_(y.clone(), x, blocks_t, rows, cols, grid, wt, None)
@@ -61,6 +62,42 @@ def test_property_kernel_equals_the_reference(b, n_out, n_in, k, batch, tokens, 
     dense = torch.stack([blocks_to_dense(blocks * w[n][:, None, None], rows, cols, grid) for n in range(batch)])
     torch.testing.assert_close(fast, y + torch.einsum("btc,boc->bto", x.double(), dense.double()).float(),
                                rtol=1e-4, atol=1e-4)
+
+
+def _built(tmp_path, name: str, *extra: str):
+    """The kernel's C function compiled with extra flags into tmp_path (not the cache)."""
+    import ctypes
+    from importlib import resources
+    out = tmp_path / f"{name}.so"
+    with resources.as_file(resources.files("seta.models") / "cpu_kernel.c") as source:
+        ck._compile(ck._compiler(), (*ck._FLAGS, *extra), source, out)
+    fn = ctypes.CDLL(str(out)).seta_delta_add_f32
+    fn.restype, fn.argtypes = None, [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2
+    return fn
+
+
+@needs_kernel
+def test_vector_loop_is_bit_identical_to_the_generic_loop(tmp_path):
+    """b = 16, 32, 64 run the vector loop (`delta16`); built without it (-DSETA_NO_VECTORS) they run the
+    generic loop. The same sums in the same order: equal to the bit, for every token remainder of the
+    four-token loop, several tokens per example, weights or none."""
+    import ctypes
+    vec, generic = _built(tmp_path, "vec"), _built(tmp_path, "generic", "-DSETA_NO_VECTORS")
+    for seed, (b, k, batch, tokens, weighted) in enumerate(
+            [(16, 12, 4, 1, True), (16, 7, 1, 7, False), (32, 9, 3, 2, True), (64, 5, 2, 3, True), (64, 3, 5, 1, False)]):
+        grid, rows, cols, blocks, x, y, wt = _inputs(3 * b, 2 * b, b, k, batch, tokens, weighted, seed)
+        bt = blocks.transpose(1, 2).contiguous()
+        fixed = ck._Blocks(bt.data_ptr(), rows.data_ptr(), cols.data_ptr(), k, b, grid.out_features, grid.in_features)
+        outs = []
+        for fn in (vec, generic):
+            yy = y.clone()
+            fn(ctypes.addressof(fixed), yy.data_ptr(), x.data_ptr(), 0 if wt is None else wt.data_ptr(),
+               batch * tokens, tokens)
+            outs.append(yy)
+        assert torch.equal(outs[0], outs[1]), (b, k, batch, tokens, weighted)
+        ref = delta_add_(y.clone(), x, bt, rows, cols, grid, wt, None)
+        torch.testing.assert_close(outs[0], ref, rtol=1e-5, atol=1e-5)
+        assert not torch.equal(outs[0], y)  # the delta was added
 
 
 @needs_kernel
@@ -208,8 +245,8 @@ def fresh_library(tmp_path, monkeypatch):
 @needs_kernel
 def test_built_once_then_read_from_the_cache(fresh_library, monkeypatch):
     assert ck.library() is not None
-    built = list((fresh_library / "kernels").glob("cpu_kernel-*.so"))
-    assert len(built) == 1
+    built = list((fresh_library / "kernels").glob("cpu_kernel*.so"))
+    assert len(built) == 1  # the extension where Python's headers are, else the ctypes library
     ck.library.cache_clear()
 
     def no_compiling(*args, **kwargs):
@@ -229,7 +266,7 @@ def test_an_unwritable_cache_builds_in_a_private_folder(fresh_library, monkeypat
     monkeypatch.setattr(ck.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
     assert ck.library() is not None
     assert len(made) == 1 and stat.S_IMODE(os.stat(made[0]).st_mode) == 0o700  # this user's, fresh
-    assert list(ck.Path(made[0]).glob("cpu_kernel-*.so"))
+    assert list(ck.Path(made[0]).glob("cpu_kernel*.so"))
 
 
 @needs_kernel
@@ -272,7 +309,43 @@ def test_threads_building_at_once_all_get_the_kernel(fresh_library):
     for t in threads:
         t.join()
     assert len(got) == 6 and got[0] is not None and all(g is got[0] for g in got)
-    assert len(list((fresh_library / "kernels").glob("cpu_kernel-*"))) == 1  # no temporary file left
+    assert len(list((fresh_library / "kernels").glob("*cpu_kernel*"))) == 1  # no temporary file left
+
+
+HAS_HEADERS = (ck.Path(ck.sysconfig.get_paths()["include"]) / "Python.h").exists()
+
+
+@needs_kernel
+def test_the_extension_and_the_ctypes_library_give_the_same_sums(fresh_library, monkeypatch):
+    """With Python's headers the kernel loads as a CPython extension (a cheaper call); without them,
+    silently, through ctypes. The same C loop: equal to the bit."""
+    grid, rows, cols, blocks, x, y, wt = _inputs(64, 48, 16, 7, 3, 2, True, 5)
+    bt = blocks.transpose(1, 2)
+    if HAS_HEADERS:
+        assert type(ck.library()).__name__ == "builtin_function_or_method"  # the extension
+    fast = ck.delta_add_cpu(y.clone(), x, bt, rows, cols, grid, wt)
+    ck.library.cache_clear()
+
+    def no_headers():
+        raise OSError("no Python.h")
+
+    monkeypatch.setattr(ck, "_python_flags", no_headers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for the fallback
+        assert type(ck.library()).__name__ == "_FuncPtr"  # ctypes
+    assert torch.equal(ck.delta_add_cpu(y.clone(), x, bt, rows, cols, grid, wt), fast)
+    assert not torch.equal(fast, y)
+
+
+@pytest.mark.skipif(not (HAS_COMPILER and HAS_HEADERS), reason="no C compiler or no Python headers here")
+def test_the_extension_refuses_bad_arguments():
+    fn = ck.library()
+    with pytest.raises(TypeError, match="6 integers"):
+        fn(1, 2, 3)
+    with pytest.raises(ValueError, match="null pointer"):
+        fn(0, 0, 0, 0, 4, 1)  # never reaches the C loop
+    with pytest.raises(TypeError):
+        fn("a", 1, 1, 0, 4, 1)
 
 
 def test_no_working_compiler_warns_once_and_the_layer_uses_the_torch_ops(fresh_library, monkeypatch):
