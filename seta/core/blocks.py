@@ -78,13 +78,14 @@ def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) 
     return torch.stack(outs)
 
 
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)  # private: the full check without it
-_COVERED = ("cpu", "cuda")  # device types `_any_autocast` sees (it does not see mps, say; those take the full check)
+# True where autocast may be on for the CPU or CUDA: one C call (private in torch: without it, always True)
+any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
+_COVERED = ("cpu", "cuda")  # device types `any_autocast` sees (it does not see mps, say; those take the full check)
 
 
 def autocast_off_on_cpu() -> bool:
     """True only where autocast is certainly off on the CPU (and CUDA): one C call."""
-    return not _any_autocast()
+    return not any_autocast()
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -51,13 +51,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
-from seta.core.blocks import BlockGrid, autocast_dtype, autocast_off_on_cpu, block_delta, blocks_to_dense, delta_add_
+from seta.core.blocks import BlockGrid, any_autocast, autocast_dtype, block_delta, blocks_to_dense, delta_add_
 from seta.models.route_plan import RoutePlan
 from seta.models.working_copy import WorkingCopy
 
 __all__ = ["RoutePlan", "SparseBlockLinear"]
 
 _LINEAR_FORWARD = nn.Linear.forward  # F.linear(x, weight, bias); a patch of the class is seen as one
+_F32, _grad_enabled = torch.float32, torch.is_grad_enabled  # read per decoding step (`_decode_again`)
 _GLOBAL_HOOKS = (_module._global_forward_pre_hooks, _module._global_forward_hooks,
                  _module._global_backward_pre_hooks, _module._global_backward_hooks)
 
@@ -252,7 +253,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
             if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
                 if plain and x.dim() > 1:  # its checks made: the next step of this batch skips them
-                    plan.decode = (ng, x.shape[0], wt)
+                    plan.decode = (ng, x.shape[0], wt, 0 if wt is None else wt.data_ptr())
                 return result
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
@@ -269,19 +270,19 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         delta into y (= F.linear(x, W, b) just computed: fp32 when x is, contiguous, no grad), else
         False (y untouched) and the full path decides. What was checked then and holds still: the
         route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
-        and the weights for this batch size (the same tensor)."""
-        ng, batch, wt = checked
+        and the weights for this batch size (the same tensor, kept alive here with its address)."""
+        ng, batch, _, wt_ptr = checked
         params = self._parameters
-        if (torch.is_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
-                or not ng.current(params["blocks"]) or not autocast_off_on_cpu()
-                or x.dtype is not torch.float32 or not (x.is_cpu and x.is_contiguous()) or x.dim() < 2
-                or x.shape[0] != batch):
+        if (_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
+                or not ng.current(params["blocks"]) or any_autocast()
+                or x.dtype is not _F32 or not x.is_cpu or not x.is_contiguous()):
             return False
-        numel, grid = x.numel(), self.grid
-        if not 0 < numel <= ng.fused.max_numel or x.shape[-1] != grid.in_features or y.shape[-1] != grid.out_features:
-            return False  # no tokens, too many, or a base weight swapped for another shape: the full path's checks
+        shape, numel, grid = x.shape, x.numel(), self.grid  # (B, T, d_in): one Size for three reads
+        if (len(shape) < 2 or shape[0] != batch or shape[-1] != grid.in_features or not 0 < numel <= ng.fused.max_numel
+                or y.shape[-1] != grid.out_features):  # no tokens, too many, or a base weight of another shape
+            return False
         n = numel // grid.in_features  # tokens
-        return ng.fused.run(y.data_ptr(), x.data_ptr(), 0 if wt is None else wt.data_ptr(), n, n // batch)
+        return ng.fused.run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
 
     # ---- deployment -----------------------------------------------------------------------------
     def dense_delta(self, positions: Tensor) -> Tensor:
