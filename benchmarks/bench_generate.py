@@ -57,6 +57,9 @@ def main():
                         "SETA with no expert, SETA with the route on the delta path; per routed layer, the delta's cost")
     p.add_argument("--breakdown", action="store_true",
                    help="also time route_batch alone, generate with the route set, and the base's prefill")
+    p.add_argument("--headline", action="store_true",
+                   help="time only the base and SETA's route_batch+generate, alternating (the target's figure: "
+                        "the fewer contenders, the closer in time each pair of calls on a machine whose speed drifts)")
     p.set_defaults(repeats=5, warmup=1)
     args = p.parse_args()
     device = setup(args)
@@ -158,6 +161,16 @@ def main():
         assert out.shape[1] == args.prompt_len + args.new_tokens
 
     fns = {"base": run_plain, "seta": run_seta, "unfolded": run_seta_unfolded, "cleared": run_cleared}
+    if args.headline:  # two contenders: every SETA call sits between two base calls
+        cpu = {}
+        times = interleaved_timing({"base": run_plain, "seta": run_seta}, device, args.warmup, args.repeats, cpu=cpu)
+        clock = cpu if device.type == "cpu" else times
+        print(f"machine: {machine()}")
+        print(f"top-1 routes {routed}; {n_folded} of {len(seta.layers)} layers folded ({with_blocks} have routed blocks)")
+        print(f"headline ({'process CPU' if device.type == 'cpu' else 'wall'} time, {args.repeats} rounds of base and "
+              f"SETA route_batch+generate, adjacent calls paired): SETA/base {paired_ratio(clock, 'seta'):.3f} "
+              f"(target <= 1.2) | ratio of medians {med(clock['seta']) / med(clock['base']):.3f}")
+        return
     if device.type == "cpu":
         fns["torch ops"] = run_seta_torch_ops
     if args.breakdown:
