@@ -253,7 +253,9 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
             if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
                 if plain and x.dim() > 1:  # its checks made: the next step of this batch skips them
-                    plan.decode = (ng, x.shape[0], wt, 0 if wt is None else wt.data_ptr())
+                    g = self.grid
+                    plan.decode = (ng, x.shape[0], wt, 0 if wt is None else wt.data_ptr(), g.in_features,
+                                   g.out_features, ng.fused.max_numel, ng.fused.run)
                 return result
             slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
             return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
@@ -270,19 +272,22 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         delta into y (= F.linear(x, W, b) just computed: fp32 when x is, contiguous, no grad), else
         False (y untouched) and the full path decides. What was checked then and holds still: the
         route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
-        and the weights for this batch size (the same tensor, kept alive here with its address)."""
-        ng, batch, _, wt_ptr = checked
+        and the weights for this batch size (the same tensor, kept alive here with its address).
+        `checked`: (no-grad tensors, batch, weights, their address, d_in, d_out, most x.numel(), the
+        kernel's `run`), recorded by `forward`."""
+        ng, batch, _, wt_ptr, d_in, d_out, max_numel, run = checked
         params = self._parameters
+        stack = params["blocks"]
         if (_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
-                or not ng.current(params["blocks"]) or any_autocast()
-                or x.dtype is not _F32 or not x.is_cpu or not x.is_contiguous()):
+                or ng.stack() is not stack or ng.version != stack._version  # `ng.current(stack)`, without a frame
+                or any_autocast() or x.dtype is not _F32 or not x.is_cpu or not x.is_contiguous()):
             return False
-        shape, numel, grid = x.shape, x.numel(), self.grid  # (B, T, d_in): one Size for three reads
-        if (len(shape) < 2 or shape[0] != batch or shape[-1] != grid.in_features or not 0 < numel <= ng.fused.max_numel
-                or y.shape[-1] != grid.out_features):  # no tokens, too many, or a base weight of another shape
+        shape, numel = x.shape, x.numel()  # (B, T, d_in): one Size for three reads
+        if (len(shape) < 2 or shape[0] != batch or shape[-1] != d_in or not 0 < numel <= max_numel
+                or y.shape[-1] != d_out):  # no tokens, too many, or a base weight of another shape
             return False
-        n = numel // grid.in_features  # tokens
-        return ng.fused.run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
+        n = numel // d_in  # tokens
+        return run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
 
     # ---- deployment -----------------------------------------------------------------------------
     def dense_delta(self, positions: Tensor) -> Tensor:
