@@ -1,4 +1,4 @@
-"""The layer's no-grad delta at decoding sizes in one C call (fp32, CPU): a fast path of
+"""The layer's no-grad delta in one C call (fp32, CPU): a fast path of
 `seta.core.blocks.delta_add_`, which stays the reference and the path everywhere else.
 
     y[n, rows_i·b + j] += w_{i,n} · Σ_c x[n, cols_i·b + c] · blocks_t[i, c, j]
@@ -7,10 +7,12 @@ Why: while decoding, each routed layer's delta is four small torch ops (gather, 
 index_add) whose dispatch costs more than their arithmetic; for a batch whose rows route to
 different experts (no fold, `seta.models.fold`) they were most of SETA's price on the CPU
 (BENCHMARKS.md §7.3-§7.4). `cpu_kernel.c` does the same sums in one call, four tokens sharing each
-load of a block (b = 16, 32, 64 compiled as constants). What stays fixed for a route (blocks,
-coordinates, shape) is bound once in a struct, so a call converts six arguments. It is used for at
-most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call (N·k·b²); above, the torch ops' BLAS
-bmm is as fast or faster (BENCHMARKS.md §7.4 measures both).
+load of a block (b = 16, 32, 64: vector accumulators in registers). What stays fixed for a route
+(blocks, coordinates, shape) is bound once in a struct, so a call passes six integers. It is used
+for at most `MAX_TOKENS` tokens and `MAX_WORK` multiply-adds per call (N·k·b²): within those the
+kernel was faster than the torch ops in every cell measured, prefills included (BENCHMARKS.md §7.6;
+§7.4 had lower caps for the kernel before its accumulators were vectors); above, unmeasured, the
+torch ops.
 
 Built at first use with the system C compiler (`$CC`, a command such as `ccache gcc`, else
 `cc`/`gcc`; about 0.2 s) into `<$SETA_CACHE_DIR or ~/.cache/seta>/kernels/` (where that cannot be
@@ -53,8 +55,8 @@ from seta.core.blocks import BlockGrid
 
 __all__ = ["MAX_TOKENS", "delta_add_cpu", "disabled", "enabled", "fused_delta", "library"]
 
-MAX_TOKENS = 64  # most tokens N = x.numel() / d_in per call (BENCHMARKS.md §7.4)
-MAX_WORK = 1 << 20  # most multiply-adds N·k·b² per call
+MAX_TOKENS = 4096  # most tokens N = x.numel() / d_in per call (BENCHMARKS.md §7.6: measured up to 4096)
+MAX_WORK = 1 << 27  # most multiply-adds N·k·b² per call (measured gains up to 2.0e8)
 _FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fPIC", "-shared")  # no FMA contraction: same sums on every compiler
 _state = {"on": True}  # switched by `disabled()`
 

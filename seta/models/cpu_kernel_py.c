@@ -24,7 +24,13 @@ static PyObject *delta_add(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "delta_add: null pointer, or N not a multiple of T > 0");
         return NULL;
     }
-    seta_delta_add_f32((const seta_blocks *)p, (float *)y, (const float *)x, (const float *)wt, n, t);
+    if (n <= 64) {  /* a decoding step: microseconds, not worth releasing the GIL */
+        seta_delta_add_f32((const seta_blocks *)p, (float *)y, (const float *)x, (const float *)wt, n, t);
+    } else {  /* a prefill: other Python threads run meanwhile, as through ctypes */
+        Py_BEGIN_ALLOW_THREADS
+        seta_delta_add_f32((const seta_blocks *)p, (float *)y, (const float *)x, (const float *)wt, n, t);
+        Py_END_ALLOW_THREADS
+    }
     Py_RETURN_NONE;
 }
 

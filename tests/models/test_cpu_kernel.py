@@ -105,7 +105,8 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
     grid, rows, cols, blocks, x, y, wt = _inputs(32, 48, 8, 5, 4, 4, True, 0)
     call = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid)
     assert call is not None
-    big_x, big_y = torch.randn(4, 17, 48), torch.randn(4, 17, 32)  # 68 tokens > MAX_TOKENS
+    over = ck.MAX_TOKENS // 4 + 1
+    big_x, big_y = torch.randn(4, over, 48), torch.randn(4, over, 32)  # 4 (MAX_TOKENS / 4 + 1) tokens > MAX_TOKENS
     refused = [(big_y, big_x, wt), (y.double(), x.double(), wt), (y, x.transpose(0, 1).contiguous().transpose(0, 1), wt)]
     for yy, xx, ww in refused:
         before = yy.clone()
@@ -122,9 +123,13 @@ def test_where_the_kernel_does_not_apply_y_is_untouched():
         call(y[:2].clone(), x[:2].contiguous(), wt)
     assert ck.fused_delta(blocks.double().transpose(1, 2), rows, cols, grid) is None  # fp64: the torch ops
     assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, BlockGrid(32, 44, 8)) is None  # ragged input edge
-    many = torch.zeros(ck.MAX_WORK // 64 + 1, 8, 8)  # one token already over MAX_WORK multiply-adds
-    assert ck.fused_delta(many, torch.zeros(len(many), dtype=torch.long), torch.zeros(len(many), dtype=torch.long),
-                          grid) is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ck, "MAX_WORK", 64 * len(blocks) - 1)  # one token already over MAX_WORK multiply-adds
+        assert ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid) is None
+        mp.setattr(ck, "MAX_WORK", 64 * len(blocks) * 3)  # three tokens' worth: four are refused
+        three = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid)
+        assert three(y[:3, :1].clone(), x[:3, :1].contiguous(), wt[:, :3].contiguous())
+        assert not three(y.clone(), x, wt)
     capped = ck.fused_delta(blocks.transpose(1, 2), rows, cols, grid, max_tokens=None)  # benchmarks: no cap
     assert capped(big_y, big_x, wt)
     with pytest.raises(ValueError, match="does not apply"):
@@ -195,23 +200,25 @@ def test_a_deep_copy_of_a_layer_never_reads_the_original_plan_blocks():
 
 
 @needs_kernel
-def test_the_layer_takes_the_kernel_when_decoding_and_the_torch_ops_for_prefill(monkeypatch):
+def test_the_layer_takes_the_kernel_up_to_max_tokens_and_the_torch_ops_above(monkeypatch):
     layer = SparseBlockLinear(torch.nn.Linear(64, 32, bias=False), 8)
     layer.add_blocks(torch.arange(0, 32, 3))
     with torch.no_grad():
         layer.blocks.normal_()
     k = layer.n_blocks
     layer.set_route(torch.arange(k), torch.rand(4, k))  # a mixed route: rows differ
-    decode, prefill = torch.randn(4, 1, 64), torch.randn(4, 20, 64)  # 4 and 80 tokens
+    over = ck.MAX_TOKENS // 4 + 1
+    inputs = [torch.randn(4, 1, 64), torch.randn(4, 20, 64), torch.randn(4, over, 64)]  # decode, prefill, too long
     with torch.inference_mode():
         with ck.disabled():
-            ref_decode, ref_prefill = layer(decode), layer(prefill)
+            refs = [layer(x) for x in inputs]
         calls = []
         monkeypatch.setattr(layer_module, "delta_add_", lambda *a, **kw: calls.append(a[1].shape) or delta_add_(*a, **kw))
-        fast_decode, fast_prefill = layer(decode), layer(prefill)
-    assert calls == [prefill.shape]  # the decoding step went through the kernel
-    torch.testing.assert_close(fast_decode, ref_decode, rtol=1e-5, atol=1e-5)
-    assert torch.equal(fast_prefill, ref_prefill)
+        fast = [layer(x) for x in inputs]
+    assert calls == [inputs[2].shape]  # the decoding step and the 80-token prefill went through the kernel
+    for f, r in zip(fast[:2], refs[:2]):
+        torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast[2], refs[2])
 
 
 @needs_kernel
