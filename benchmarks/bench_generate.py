@@ -1,6 +1,8 @@
 """Generation time with SETA's gate routing vs the base model alone, same prompts, side by side.
 
     python benchmarks/bench_generate.py                 # mid Llama (hidden 512, 4 layers), CPU fp32
+    python benchmarks/bench_generate.py --tiny --block-size 16 --ratio 0.1 --repeats 41 --headline
+                                                        # the target's figure alone (BENCHMARKS.md §7.6)
 
 SETA: `--tasks` experts allocated at ratio `--ratio` (random sensitivity scores, Split-on-Share as in
 training), a gate with random (non-zero) heads so top-1 routing sends different prompts to different
