@@ -142,7 +142,7 @@ def _load(cc: list[str], source: Path, extension: bool = False):
     that includes cpu_kernel.c from its folder)."""
     errors = []
     sources = [source.read_bytes()] + ([(source.parent / "cpu_kernel.c").read_bytes()] if extension else [])
-    python = (*_python_flags(), "-DPY_SSIZE_T_CLEAN") if extension else ()
+    python = _python_flags() if extension else ()
     for extra in ((), ("-DSETA_NO_CLONES",)):  # target_clones needs ifunc support (not on musl, say)
         flags = (*_FLAGS, *extra, *python)
         tag = sys.implementation.cache_tag if extension else ""  # an extension loads in its own Python only

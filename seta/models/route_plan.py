@@ -35,7 +35,8 @@ class NoGradTensors:
         write to the stack (optimizer steps, `write`, end_training, state-dict and checkpoint loads, users)
         bumps its version counter, as autograd's saved-tensor check relies on; a new Parameter or storage
         comes with a rebuilt plan, and a deep copy's stack is another object (compared by identity);
-        writes through `.data` would go unseen (seta makes none to blocks)."""
+        writes through `.data` would go unseen (seta makes none to blocks). `SparseBlockLinear._decode_again`
+        inlines this expression (a frame per routed layer per decoding step counts there)."""
         return self.stack() is stack and self.version == stack._version
 
 
