@@ -144,16 +144,15 @@ INLINE void delta16(const seta_blocks *p, float *y, const float *x, const float 
 
 CLONES
 void seta_delta_add_f32(const seta_blocks *p, float *y, const float *x, const float *wt, int64_t N, int64_t T) {
-    switch (p->b) {  /* the same loop, b a constant in the common block sizes */
 #ifdef SETA_VECTORS
-    case 16: delta16(p, y, x, wt, N, T, 16); break;
-    case 32: delta16(p, y, x, wt, N, T, 32); break;
-    case 64: delta16(p, y, x, wt, N, T, 64); break;
+#define CONSTANT_B_LOOP delta16
 #else
-    case 16: delta(p, y, x, wt, N, T, 16); break;
-    case 32: delta(p, y, x, wt, N, T, 32); break;
-    case 64: delta(p, y, x, wt, N, T, 64); break;
+#define CONSTANT_B_LOOP delta
 #endif
+    switch (p->b) {  /* b a compile-time constant in the common block sizes */
+    case 16: CONSTANT_B_LOOP(p, y, x, wt, N, T, 16); break;
+    case 32: CONSTANT_B_LOOP(p, y, x, wt, N, T, 32); break;
+    case 64: CONSTANT_B_LOOP(p, y, x, wt, N, T, 64); break;
     default: delta(p, y, x, wt, N, T, p->b);
     }
 }

@@ -143,9 +143,9 @@ def _load(cc: list[str], source: Path, extension: bool = False):
     errors = []
     sources = [source.read_bytes()] + ([(source.parent / "cpu_kernel.c").read_bytes()] if extension else [])
     python = _python_flags() if extension else ()
+    tag = sys.implementation.cache_tag if extension else ""  # an extension loads in its own Python only
     for extra in ((), ("-DSETA_NO_CLONES",)):  # target_clones needs ifunc support (not on musl, say)
         flags = (*_FLAGS, *extra, *python)
-        tag = sys.implementation.cache_tag if extension else ""  # an extension loads in its own Python only
         key = hashlib.sha256(b"\0".join([*sources, " ".join(cc).encode(), " ".join(flags).encode(),
                                          platform.machine().encode(), tag.encode()])).hexdigest()[:16]
         for where in (_cache_dir, _private_dir):
