@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 from unittest import mock
 
 import torch
@@ -45,7 +46,7 @@ from _common import MID_LLAMA, MID_VOCAB, common_args, interleaved_timing, machi
 from seta.models import build_tiny_model, estimate_block_fisher, probe_block_sensitivity
 from seta.models.gate import Router
 from seta.train.gate_training import GateTrainConfig, train_gate
-from seta.train.strategies import SetaConfig, SparseConfig, build_strategy
+from seta.train.strategies import SetaOwnConfig, SparseConfig, build_strategy
 
 
 class StubTokenizer:
@@ -165,11 +166,11 @@ def main():
     base = build_tiny_model("llama", vocab_size=MID_VOCAB, seed=args.seed, dtype=args.dtype, pad_token_id=0,
                             bos_token_id=1, eos_token_id=2, **MID_LLAMA)
     sparse = SparseConfig(block_size=args.block_size, ratio=args.ratio)
-    cfg = SetaConfig(gate=GateTrainConfig(steps=args.gate_steps))
+    cfg = SetaOwnConfig(gate=GateTrainConfig(steps=args.gate_steps))
     tok = StubTokenizer()
     strategy = build_strategy("seta", base, tok, sparse, seta=cfg)
     strategy.n_tasks = args.tasks
-    seta = strategy.seta
+    seta = strategy.model
     seta.eval()
     g = torch.Generator().manual_seed(args.seed)
     uncached_at = {int(x) for x in args.uncached_at.split(",") if x}
@@ -189,8 +190,8 @@ def main():
         times = interleaved_timing({"probe": lambda: probe_block_sensitivity(seta, [batch])}, device, 0, 1)
         row["probe_s"] = med(times["probe"])
         scores = torch.rand(seta.index.n_blocks, generator=g, dtype=torch.float64)
-        with mock.patch("seta.train.strategies.sparse.probe_block_sensitivity", lambda *a, **k: scores):
-            strategy.before_task(t, None, lambda: iter([batch]))
+        with mock.patch("seta.models.probes.probe_block_sensitivity", lambda *a, **k: scores):
+            strategy.before_task(t, SimpleNamespace(name=f"task{t}"), lambda: iter([batch]))
 
         # training steps on S_t's working copy
         params = strategy.trainable_parameters()
@@ -207,7 +208,7 @@ def main():
         row["step_s"] = med(interleaved_timing({"step": step}, device, args.warmup, args.repeats)["step"])
         row["optimizer_bytes"] = optimizer_state_bytes(opt) + sum(p.grad.numel() * p.grad.element_size() for p in params)
         seta.eval()
-        seta.end_training()  # the working copy back (what SparseBlocks.after_task does first)
+        seta.end_training()  # the working copy back (what SetaContinualModel.end_task does first)
         del opt
 
         # Fisher of S_t: working copies (the code) vs the whole stack (the layout before)
@@ -221,7 +222,7 @@ def main():
         row["fisher_s"], row["fisher_whole_stack_s"] = med(times["fisher"]), med(times["fisher_whole"])
         seta.update_anchors(s_t, fish["a"])
 
-        # routing statistics and the gate (as Seta.after_task, with the timing split out)
+        # routing statistics and the gate (as SetaContinualModel.end_task, with the timing split out)
         with torch.no_grad():
             z = seta.routing_features(train_ids, torch.ones_like(train_ids))
         seta.router.observe(t, z)
@@ -241,7 +242,8 @@ def main():
         seta.router.gate.load_state_dict(state)
         train_gate(seta.router, t, z, cfg.gate, old_gate)
         old_gate = seta.router.gate.snapshot()
-        strategy.old_gate = old_gate
+        strategy.api.load_old_gate(old_gate.state_dict())
+        strategy.api.active = None  # the task is closed (what SetaContinualModel.end_task does last)
         seta.set_task(t)
 
         # evaluation of every task so far: grouped by routed expert vs per-batch routing

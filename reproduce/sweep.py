@@ -4,7 +4,7 @@
     python reproduce/sweep.py --param beta --values 0,0.1,0.5,1
     python reproduce/sweep.py --param anchor_lambda --values 1,10 --seeds 0,1,2 --references seqft-sparse,independent
 
-Each value is a full run_all run of one method with that SetaConfig or SparseConfig field changed, written to
+Each value is a full run_all run of one method with that SetaOwnConfig or SparseConfig field changed, written to
 OUT/<param>=<value>/; the reference methods run once with the preset's settings (OUT/references/).
 OUT/sweep.json, OUT/sweep.md and OUT/sweep.png collect OP and BWT (mean ± std over seeds).
 
@@ -23,10 +23,10 @@ import click
 
 from seta.experiment.command import run
 from seta.experiment.presets import PRESETS, QUICK
-from seta.train.strategies import STRATEGIES, SetaConfig, SparseConfig
+from seta.train.strategies import STRATEGIES, SetaOwnConfig, SparseConfig
 
 # field -> the preset section it lives in (the names are unique across the two)
-SECTION = {f.name: section for section, cls in (("sparse", SparseConfig), ("seta", SetaConfig)) for f in fields(cls)
+SECTION = {f.name: section for section, cls in (("sparse", SparseConfig), ("seta", SetaOwnConfig)) for f in fields(cls)
            if f.type in ("float", "int", "str") and f.name not in ("block_size", "target_modules")}
 CHOICES = ["allocation", "routing"]  # named settings: --values lists names
 NUMERIC = [name for name in SECTION if name not in CHOICES]
@@ -48,7 +48,7 @@ def _summary(out_dir: Path, method: str) -> dict:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--param", type=click.Choice(NUMERIC + CHOICES), default="anchor_lambda", show_default=True,
-              help="SetaConfig or SparseConfig field to vary.")
+              help="SetaOwnConfig or SparseConfig field to vary.")
 @click.option("--values", default="0.1,0.3,1,3,10,30", show_default=True, help="Comma-separated values.")
 @click.option("--method", default="seta", show_default=True, help="Method whose setting is swept.")
 @click.option("--references", default="seqft-sparse,independent", show_default=True,

@@ -7,6 +7,8 @@ Layers (an import only points down):
     seta.models  sparse block experts on Hugging Face causal LMs, the gate, I/O
     seta.eval    task scorers and reports
     seta.train   the continual loop, SETA and baseline strategies
+    seta.api     SETA as a library: SetaConfig + get_seta_model, task by task in your own loop (docs/api.md);
+                 built on seta.models and seta.train's gate training; the SETA strategy of seta.train is its client
     seta.inference  a saved adapter with its base: route, generate, score, merge (adapter cards)
     seta.experiment what `seta run` / reproduce/run_all.py do: presets, one method over a stream, reports
     seta.commands   the sub-commands of `seta` (plan, train; generate, eval, merge, info)
@@ -14,6 +16,16 @@ Layers (an import only points down):
 """
 
 __version__ = "0.1.0"
+
+_API = ("SetaConfig", "SetaContinualModel", "get_seta_model")  # from seta.api, imported on first use (torch)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import seta.api
+
+        return getattr(seta.api, name)
+    raise AttributeError(f"module 'seta' has no attribute {name!r}")
 
 
 def _silence_known_noise() -> None:

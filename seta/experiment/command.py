@@ -233,10 +233,10 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
                                                                     strategy, gen_cap)
                 res.extra.update(seed_extra, base_scores=base_scores)
                 if name == "seta":
-                    bm = BlockMap.from_block_index(strategy.seta.index, strategy.seta.registry.owner_counts())
+                    bm = BlockMap.from_block_index(strategy.model.index, strategy.model.registry.owner_counts())
                     res.extra["block_map"] = {"grids": {n: list(g) for n, g in bm.grids.items()},
                                               "owner_counts": {n: [int(c) for c in v] for n, v in bm.owner_counts.items()}}
-                    res.extra["growth_ratio"] = strategy.seta.registry.growth_ratio()
+                    res.extra["growth_ratio"] = strategy.model.registry.growth_ratio()
                 results.write_result(run_dir, res, seed, info, data[seed])
             except KeyboardInterrupt as err:
                 raise RunInterrupted(run_dir, name, seed, type(err).__name__ == "Terminated") from None

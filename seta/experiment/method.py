@@ -55,14 +55,15 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
     start = 0
     if initial is not None:
         card, adapter_dir = initial
-        strategy.seta.load_saved_state(adapter_dir)
-        strategy.old_gate = strategy.seta.router.gate.snapshot()
+        strategy.api.load_saved_state(adapter_dir)
         start = len(card["tasks"])
     more = {"start_task": start} if start else {}
     res = trainer.run(resume=resume, base_scores=base_scores, force_resume=force_resume, **more)
     if dist.world()[0] != 0:
         return res, strategy
-    if hasattr(strategy, "seta"):
+    from seta.train.strategies.sparse import SparseBlocks
+
+    if isinstance(strategy, SparseBlocks):
         adapter = run_dir / "adapter"
         strategy.save_adapter(adapter)
         source = getattr(factory, "source", None)

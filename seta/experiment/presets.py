@@ -12,7 +12,7 @@ from seta.train.gate_training import GateTrainConfig
 from seta.train.pretrain import PretrainConfig
 from seta.train.strategies.ewc import EWCConfig
 from seta.train.strategies.lwf import LwFConfig
-from seta.train.strategies.seta import SetaConfig
+from seta.api import SetaOwnConfig
 from seta.train.strategies.sparse import SparseConfig
 
 
@@ -23,7 +23,7 @@ class Preset:
     name: str
     train: TrainConfig
     sparse: SparseConfig  # the sparse blocks and their budget (SETA and the sparse-block baselines)
-    seta: SetaConfig = field(default_factory=SetaConfig)  # SETA's own settings (β, λ, routing, gate)
+    seta: SetaOwnConfig = field(default_factory=SetaOwnConfig)  # SETA's own settings (β, λ, routing, gate)
     ewc: EWCConfig = field(default_factory=EWCConfig)
     lwf: LwFConfig = field(default_factory=LwFConfig)
     arch: str = "llama"  # tiny: llama/qwen3 built from a config; else the shipped architecture name
@@ -37,6 +37,12 @@ class Preset:
     general_limit: int | None = None  # BBH items scored before/after (assets presets; None: every item)
     general_max_gen_toks: int | None = None  # BBH decoding cap (None: lm-eval's 256)
 
+    def method_config(self):
+        """The preset's SETA settings as one `seta.api.SetaConfig` (its sparse and seta sections joined)."""
+        from seta.api import SetaConfig
+
+        return SetaConfig.from_sections(self.sparse, self.seta)
+
     def settings(self) -> dict:
         """The method settings by section, as `seta.train.run_config` reads and writes them."""
         return {s: getattr(self, s) for s in SETTINGS}
@@ -49,7 +55,7 @@ TINY = Preset(
     name="tiny",
     train=TrainConfig(epochs=(3,), batch_size=16, lr=1e-2, max_new_tokens=16, eval_batch_size=50, seed=0),
     sparse=SparseConfig(block_size=16, ratio=0.1, probe_batches=4, fisher_batches=4),
-    seta=SetaConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200)),
+    seta=SetaOwnConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200)),
     ewc=EWCConfig(lam=0.3),  # EWC's λ set to SETA's, as when the two shared one field
     tiny_model=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
     pretrain=PretrainConfig(steps=300),
@@ -85,7 +91,7 @@ SMOLLM2_TASKS = ("vitaminc_fact_verification", "language_identification", "qa_wi
                  "word_unscrambling")
 # lr = 1e-3 and λ = 0.3: chosen on the validation stream by docs/validation.md's rule (2026-12-02)
 _SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4)
-_SMOL_SETA = SetaConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200))
+_SMOL_SETA = SetaOwnConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200))
 SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, seta=_SMOL_SETA,
                  ewc=EWCConfig(lam=0.3), dtype="float32", assets=True,
                  stream=dict(tasks=SMOLLM2_TASKS, max_train=32, max_eval=8, max_test=16), general_limit=30,

@@ -108,14 +108,14 @@ def card_routing(card: dict) -> dict:
 
 
 def card_configs(card: dict):
-    """(SparseConfig, SetaConfig) the adapter was trained with."""
+    """(SparseConfig, SetaOwnConfig) the adapter was trained with."""
     from seta.train.gate_training import GateTrainConfig
-    from seta.train.strategies.seta import SetaConfig
+    from seta.api import SetaOwnConfig
     from seta.train.strategies.sparse import SparseConfig
 
     sparse, seta = _split_card_configs(card)
     sparse["target_modules"] = tuple(sparse["target_modules"])
-    return SparseConfig(**sparse), SetaConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
+    return SparseConfig(**sparse), SetaOwnConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
 
 
 # ---- the base and tokenizer an adapter names ------------------------------------------------------

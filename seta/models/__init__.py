@@ -15,7 +15,8 @@ from seta.models.loading import (architecture_config, build_from_architecture, b
                                  enable_gradient_checkpointing, load_base_model, load_tokenizer, max_positions,
                                  nf4_config, prepare_for_kbit_training)
 from seta.models.model import CONFIG_NAME, DEFAULT_TARGETS, WEIGHTS_NAME, BlockAnchors, ExpertConfig, SetaModel, attach_experts, find_targets
-from seta.models.probes import default_loss, estimate_block_fisher, probe_block_sensitivity
+from seta.models.probes import (allocate_by_sensitivity, default_loss, estimate_block_fisher, probe_block_sensitivity,
+                                tensors_only)
 
 __all__ = [
     "ROUTING_MODES", "ExpandableGate", "FeatureCache", "Router", "SparseBlockLinear", "SparseBlockLinear4bit",
@@ -23,5 +24,5 @@ __all__ = [
     "architecture_config", "build_from_architecture", "build_tiny_model", "enable_gradient_checkpointing",
     "load_base_model", "load_tokenizer", "max_positions", "nf4_config", "prepare_for_kbit_training", "DEFAULT_TARGETS",
     "CONFIG_NAME", "WEIGHTS_NAME", "BlockAnchors", "ExpertConfig", "SetaModel", "attach_experts", "find_targets", "default_loss",
-    "estimate_block_fisher", "probe_block_sensitivity",
+    "estimate_block_fisher", "probe_block_sensitivity", "allocate_by_sensitivity", "tensors_only",
 ]

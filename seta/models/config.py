@@ -40,7 +40,8 @@ class ExpertConfig:
     """How sparse block experts are attached (saved as JSON next to every checkpoint)."""
 
     block_size: int = 256
-    """b: side of a square block (256 for 7B/4B models, 16-32 for tiny ones); edge blocks may be ragged."""
+    """b: side of a square block; edge blocks may be ragged. One default, 256: the paper's setting for the 7B/4B
+    models the method is meant for; small models need a smaller side (16-64)."""
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     """Linear layers to adapt: a pattern matches a module whose name equals it, ends with '.<pattern>',
     or fully matches it as a regular expression. Every pattern must match at least one linear layer."""

@@ -23,7 +23,7 @@ from torch import Tensor
 from seta.core.sensitivity import FisherAccumulator, SensitivityAccumulator
 from seta.models.model import SetaModel
 
-__all__ = ["probe_block_sensitivity", "estimate_block_fisher", "default_loss"]
+__all__ = ["probe_block_sensitivity", "allocate_by_sensitivity", "estimate_block_fisher", "default_loss", "tensors_only"]
 
 LossFn = Callable[[SetaModel, dict], Tensor]
 
@@ -34,6 +34,11 @@ def default_loss(model: SetaModel, batch: dict) -> Tensor:
     if out.loss is None:
         raise ValueError("the batch has no 'labels'; pass labels or a loss_fn(model, batch)")
     return out.loss
+
+
+def tensors_only(batch: dict) -> dict:
+    """The tensor entries of a batch (a collated batch may carry counts or text beside them)."""
+    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
 
 
 def probe_block_sensitivity(model: SetaModel, batches: Iterable[dict], loss_fn: LossFn | None = None) -> Tensor:
@@ -82,6 +87,13 @@ def probe_block_sensitivity(model: SetaModel, batches: Iterable[dict], loss_fn: 
         raise ValueError("probe_block_sensitivity got no batches")
     scores = acc.scores()
     return torch.cat([scores[n].cpu() for n in model.index.names])
+
+
+def allocate_by_sensitivity(model: SetaModel, task: int, batches: Iterable[dict], ratio: float, beta: float = 0.1,
+                            rule: str = "matrix-budget", loss_fn: LossFn | None = None):
+    """Probe the base (no expert active), then Split-on-Share for `task`:
+    S_task = top-k(T(score) · (1 + β·owned)), k = ceil(ρ N) (`SetaModel.allocate`). Returns the `Allocation`."""
+    return model.allocate(task, probe_block_sensitivity(model, batches, loss_fn), ratio, beta, rule)
 
 
 def estimate_block_fisher(model: SetaModel, global_ids, batches: Iterable[dict],

@@ -5,7 +5,7 @@ One row of R per task (R[i][j] = score on task j after training through task i,
 resumable with ``resume=True``: the resumed run's every tensor and R equal an uninterrupted run's bit
 for bit (same seed, CPU); a resume first checks that the checkpoint belongs to this run and refuses,
 naming the differing fields, unless ``force_resume=True``. The checkpoint, its check and its restore
-are in `seta.train.run_state`; one task's optimiser loop in `seta.train.train_task`.
+are in `seta.train.run_state`; one task's optimiser loop in `seta.train.train_task.TaskTraining`.
 
 Files in out_dir: checkpoint.safetensors, config.json (the resolved config: method, its settings,
 TrainConfig, the caller's meta; the part of the identity a resume compares first), train_config.json,
@@ -40,7 +40,7 @@ from seta.train.run_state import CHECKPOINT_NAME, CONFIG_NAME, LEGACY_CHECKPOINT
 from seta.train.schedule import (ANSWER_BUDGET_FACTOR, ANSWER_BUDGET_SLACK, answer_budget, answer_delimiter,
                                  cosine_lr_factor)
 from seta.train.strategies.base import Strategy
-from seta.train.train_task import NonFiniteLossError, train_task
+from seta.train.train_task import NonFiniteLossError, TaskTraining
 
 __all__ = ["ContinualTrainer", "RunResult", "NonFiniteLossError", "ResumeMismatchError", "cosine_lr_factor",
            "answer_budget", "ANSWER_BUDGET_FACTOR", "ANSWER_BUDGET_SLACK", "CHECKPOINT_NAME", "CONFIG_NAME"]
@@ -48,7 +48,7 @@ __all__ = ["ContinualTrainer", "RunResult", "NonFiniteLossError", "ResumeMismatc
 log = logging.getLogger("seta.train")
 
 
-class ContinualTrainer:
+class ContinualTrainer(TaskTraining):
     """Runs one strategy over a stream of tasks.
 
     tasks: list of seta.data Task (name, metric, train/eval/test lists of Example).
@@ -106,10 +106,6 @@ class ContinualTrainer:
             yield batches_of(group, self.strategy.tokenizer)
 
     # ------------------------------------------------------------- training
-    def _train_task(self, t: int, bar_desc: str) -> float:
-        """Train task t (`seta.train.train_task`); returns the last step's loss."""
-        return train_task(self, t, bar_desc)
-
     # ----------------------------------------------------------- evaluation
     def max_new_tokens(self, j: int) -> int:
         """Decoding budget of task j: `answer_budget` over its *train* answers (tokenised as in training,

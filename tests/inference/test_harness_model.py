@@ -35,10 +35,10 @@ def reference(tiny_adapter):
     tok = load_tokenizer(card["base"]["tokenizer"])
     strategy = build_strategy("seta", base, tok, sparse, seta=seta_cfg)
     strategy.load_state_dict(load_checkpoint(tiny_adapter["run"] / "checkpoint.safetensors")["strategy"])
-    strategy.seta.eval()
+    strategy.model.eval()
     route, clear = strategy_route(strategy)
     return {"lm": RoutedLM(strategy.model, tok, route=route, clear=clear, batch_size=4, progress=False),
-            "base": RoutedLM(strategy.model, tok, route=lambda i, m: strategy.seta.clear_route(), batch_size=4,
+            "base": RoutedLM(strategy.model, tok, route=lambda i, m: strategy.model.clear_route(), batch_size=4,
                              progress=False)}
 
 

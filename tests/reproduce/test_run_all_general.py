@@ -47,9 +47,9 @@ def test_strategy_route_is_inside_the_forward_and_cleared_after(run_all, strateg
     routed = RoutedLM(strategy.model, tok, route=route, clear=clear, progress=False).loglikelihood(reqs, disable_tqdm=True)
     assert calls and all(c == (["attention_mask", "input_ids"], -1) for c in calls)  # no task id
     base = RoutedLM(strategy.model, tok, progress=False).loglikelihood(reqs, disable_tqdm=True)  # cleared: the base
-    strategy.seta.set_expert(strategy.seta.allocated_ids())
+    strategy.model.set_expert(strategy.model.allocated_ids())
     always = RoutedLM(strategy.model, tok, progress=False).loglikelihood(reqs, disable_tqdm=True)
-    strategy.seta.clear_route()
+    strategy.model.clear_route()
     torch.testing.assert_close(torch.tensor([x for x, _ in routed]), torch.tensor([x for x, _ in always]))
     assert all(abs(r[0] - b[0]) > 1e-3 for r, b in zip(routed, base))
 

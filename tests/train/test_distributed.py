@@ -23,7 +23,7 @@ def _train(out_dir, tasks):
     strategy = build_strategy("seqft-sparse", build_tiny_model("llama", tokenizer=tok, seed=0), tok, SPARSE, seta=SETA)
     cfg = replace(TRAIN, eval_next_task=False, max_eval_examples=2, grad_accum=2)
     ContinualTrainer(strategy, tasks, cfg, out_dir, progress=False).run(base_scores=[0.0] * len(tasks))
-    return strategy.seta.get_blocks(strategy.seta.allocated_ids()).detach()
+    return strategy.model.get_blocks(strategy.model.allocated_ids()).detach()
 
 
 def _worker(rank, world, port, out_dir, tasks, result_path):

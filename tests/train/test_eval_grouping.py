@@ -22,7 +22,7 @@ def test_grouping_by_routed_expert_gives_the_same_generations_scores_and_routes(
     strategy = build_strategy("seta", make_base(), tok, SPARSE, seta=replace(SETA, null_expert=False))
     trainer = ContinualTrainer(strategy, tasks, replace(TRAIN, eval_batch_size=4), tmp_path, progress=False)
     trainer.run(base_scores=[0.0] * len(tasks))
-    seta = strategy.seta
+    seta = strategy.model
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         for layer in seta.layers.values():  # experts that change the generations

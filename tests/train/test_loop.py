@@ -55,8 +55,8 @@ def test_seta_protects_base_and_routes(make_base, tok, tasks, tmp_path):
     assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
     assert not any(p.requires_grad for p in params)
     assert res.routing_acc is not None and 0 <= res.routing_acc <= 100
-    assert len(strategy.seta.router.tasks) == 3
-    assert 0 < strategy.seta.registry.growth_ratio() <= 1
+    assert len(strategy.model.router.tasks) == 3
+    assert 0 < strategy.model.registry.growth_ratio() <= 1
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(make_base, tok, tasks, tmp_path):
@@ -115,9 +115,9 @@ def test_working_copy_trains_like_the_whole_stack(name, make_base, tok, tasks, t
     fast, s_fast = _run(name, make_base, tok, tasks, tmp_path / "fast")
 
     strategy = build_strategy(name, make_base(), tok, SPARSE, seta=SETA)
-    strategy.trainable_parameters = strategy.seta.block_parameters  # the whole stacks, no working copy
+    strategy.trainable_parameters = strategy.model.block_parameters  # the whole stacks, no working copy
     ref = ContinualTrainer(strategy, tasks, TRAIN, tmp_path / "ref", progress=False).run()
-    ids = strategy.seta.allocated_ids()
-    assert torch.equal(ids, s_fast.seta.allocated_ids()) and ids.numel() > 0
-    torch.testing.assert_close(s_fast.seta.get_blocks(ids), strategy.seta.get_blocks(ids), rtol=1e-4, atol=1e-6)
+    ids = strategy.model.allocated_ids()
+    assert torch.equal(ids, s_fast.model.allocated_ids()) and ids.numel() > 0
+    torch.testing.assert_close(s_fast.model.get_blocks(ids), strategy.model.get_blocks(ids), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.array(fast.R, float), np.array(ref.R, float), atol=1e-6)

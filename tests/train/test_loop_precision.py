@@ -30,8 +30,8 @@ def _seta_run(base, tok, tasks, out, bf16):
 
 
 def _trained(strategy):
-    ids = strategy.seta.allocated_ids()
-    return ids, strategy.seta.get_blocks(ids).detach()
+    ids = strategy.model.allocated_ids()
+    return ids, strategy.model.get_blocks(ids).detach()
 
 
 def _check_run(res, strategy, base_params, before):
@@ -41,7 +41,7 @@ def _check_run(res, strategy, base_params, before):
     assert all(torch.equal(p.detach(), b) for p, b in zip(base_params, before))  # base bit-identical
     ids, blocks = _trained(strategy)
     assert ids.numel() > 0 and blocks.dtype == torch.float32 and blocks.abs().sum() > 0  # fp32 master, trained
-    assert len(strategy.seta.router.tasks) == 2
+    assert len(strategy.model.router.tasks) == 2
 
 
 def test_bf16_autocast_stream_end_to_end_tracks_fp32(make_base, tok, tasks, tmp_path):

@@ -25,7 +25,7 @@ def test_distillation_kl_by_hand():
 def test_lwf_teacher_is_the_model_before_the_task(make_base, tok, tasks, tmp_path):
     strategy = build_strategy("lwf", make_base(), tok, SPARSE, seta=SETA)
     trainer = ContinualTrainer(strategy, tasks[:2], TRAIN, tmp_path, progress=False)
-    seta = strategy.seta
+    seta = strategy.model
     strategy.before_task(0, tasks[0], lambda: trainer.probe_batches(0))
     trainer._train_task(0, "t0")
     strategy.after_task(0, tasks[0], lambda: trainer.probe_batches(0))
@@ -51,4 +51,4 @@ def test_lwf_teacher_is_the_model_before_the_task(make_base, tok, tasks, tmp_pat
     lm_only, _ = super(type(strategy), strategy).loss(batch, 1)
     total, _ = strategy.loss(batch, 1)
     assert float(total) > float(lm_only)  # the student moved away from the teacher: KL > 0
-    strategy.seta.end_training()
+    strategy.model.end_training()

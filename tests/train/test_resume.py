@@ -54,8 +54,8 @@ def test_kill_in_the_middle_of_a_task_then_resume_is_bit_exact(make_base, tok, t
     resumed = ContinualTrainer(strategy, tasks, TRAIN, tmp_path / "cut", progress=False).run(resume=True)
     assert_same_checkpoint(tmp_path / "ref" / CHECKPOINT_NAME, tmp_path / "cut" / CHECKPOINT_NAME)
     assert json.dumps(resumed.R) == json.dumps(full.R)
-    stack_order = [layer.local_ids.tolist() for layer in strategy.seta.layers.values()]
-    assert stack_order == [layer.local_ids.tolist() for layer in ref.strategy.seta.layers.values()]
+    stack_order = [layer.local_ids.tolist() for layer in strategy.model.layers.values()]
+    assert stack_order == [layer.local_ids.tolist() for layer in ref.strategy.model.layers.values()]
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(make_base, tok, tasks, tmp_path):

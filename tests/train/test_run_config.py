@@ -10,10 +10,10 @@ from seta.train.run_config import (ConfigError, field_docs, read_config_file, re
                                    settings_help)
 from seta.train.strategies.ewc import EWCConfig
 from seta.train.strategies.lwf import LwFConfig
-from seta.train.strategies.seta import SetaConfig
+from seta.api import SetaOwnConfig
 from seta.train.strategies.sparse import SparseConfig
 
-BASE = {"train": TrainConfig(lr=1e-2), "sparse": SparseConfig(ratio=0.1), "seta": SetaConfig(gate=GateTrainConfig(steps=200)),
+BASE = {"train": TrainConfig(lr=1e-2), "sparse": SparseConfig(ratio=0.1), "seta": SetaOwnConfig(gate=GateTrainConfig(steps=200)),
         "ewc": EWCConfig(), "lwf": LwFConfig()}
 CLASSES = {k: type(v) for k, v in BASE.items()}
 
@@ -37,7 +37,7 @@ def test_a_file_then_overrides_resolve_every_section(tmp_path, name, text):
     train, sparse, seta = got["train"], got["sparse"], got["seta"]
     assert train == TrainConfig(lr=2e-3, epochs=(2, 3), batch_size=4, max_eval_examples=None)  # --set wins
     assert sparse == SparseConfig(ratio=0.1, target_modules=("q_proj", "v_proj"))
-    assert seta == SetaConfig(null_expert=False, gate=GateTrainConfig(steps=7, kl_weight=0.0, pseudo=False))
+    assert seta == SetaOwnConfig(null_expert=False, gate=GateTrainConfig(steps=7, kl_weight=0.0, pseudo=False))
     assert got["ewc"] == EWCConfig(lam=0.5)
     base = resolved_dict(BASE)
     assert resolved_dict(got) == json.loads(json.dumps(

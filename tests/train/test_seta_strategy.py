@@ -36,7 +36,7 @@ def _drive(tok, tasks, scores, rule, ratio, beta, lam, tmp):
     torch.manual_seed(0)
     sparse, cfg = replace(SPARSE, allocation=rule, ratio=ratio), replace(SETA, beta=beta, anchor_lambda=lam)
     strategy = build_strategy("seta", build_tiny_model("llama", tokenizer=tok, seed=0), tok, sparse, seta=cfg)
-    seta = strategy.seta
+    seta = strategy.model
     assert seta.index.n_blocks == N_BLOCKS
     trainer = ContinualTrainer(strategy, tasks[: len(scores)], TRAIN, tmp, progress=False)
     experts: list[set[int]] = []  # S_j, kept here
@@ -51,8 +51,8 @@ def _drive(tok, tasks, scores, rule, ratio, beta, lam, tmp):
         return f
 
     score_iter = iter(scores)
-    with mock.patch("seta.train.strategies.sparse.probe_block_sensitivity", lambda *a, **k: next(score_iter)), \
-         mock.patch("seta.train.strategies.seta.estimate_block_fisher", recording_fisher):
+    with mock.patch("seta.models.probes.probe_block_sensitivity", lambda *a, **k: next(score_iter)), \
+         mock.patch("seta.api.model.estimate_block_fisher", recording_fisher):
         for t, task in enumerate(trainer.tasks):
             ids_before = seta.allocated_ids()
             before = seta.get_blocks(ids_before).detach().clone()
@@ -67,13 +67,13 @@ def _drive(tok, tasks, scores, rule, ratio, beta, lam, tmp):
             # anchored = S_t ∩ ∪_{j<t} S_j with λ · (earlier owners), θ* = value at the last owner's end
             shared = sorted(s_t & earlier)
             if lam > 0 and shared:
-                a_ids, a_theta, _, strength = strategy.anchored
+                a_ids, a_theta, _, strength = strategy.api.anchored
                 assert a_ids.tolist() == shared
                 owners = torch.tensor([sum(b in s for s in experts) for b in shared], dtype=torch.float32)
                 torch.testing.assert_close(strength.cpu(), lam * owners)
                 assert torch.equal(a_theta.cpu(), torch.stack([theta_end[b] for b in shared]))
             else:
-                assert strategy.anchored is None
+                assert strategy.api.anchored is None
             trainer._train_task(t, "test")
             strategy.after_task(t, task, lambda t=t: trainer.probe_batches(t))
             experts.append(s_t)
@@ -121,7 +121,7 @@ def test_stiffness_is_linear_in_the_owners(tok, tasks, tmp_path):
     scores = [hot + 0.01 * torch.rand(N_BLOCKS, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
               for t in range(3)]
     strategy, experts = _drive(tok, tasks, scores, "raw", 0.02, 0.1, 1.5, tmp_path)
-    ids, _, _, strength = strategy.anchored
+    ids, _, _, strength = strategy.api.anchored
     assert set(range(4)) <= set(ids.tolist())
     pos = [ids.tolist().index(b) for b in range(4)]
     assert strength[pos].tolist() == [3.0] * 4  # λ · 2 earlier owners

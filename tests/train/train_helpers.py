@@ -5,11 +5,11 @@ import torch
 from seta.train.checkpoint import load_checkpoint
 from seta.train.config import TrainConfig
 from seta.train.gate_training import GateTrainConfig
-from seta.train.strategies import SetaConfig, SparseConfig
+from seta.train.strategies import SetaOwnConfig, SparseConfig
 
 TRAIN = TrainConfig(epochs=(1,), batch_size=8, lr=5e-3, max_new_tokens=4, eval_batch_size=16)
 SPARSE = SparseConfig(block_size=16, ratio=0.05, probe_batches=2, fisher_batches=2)
-SETA = SetaConfig(gate=GateTrainConfig(steps=10))  # SETA's own settings (the other methods ignore them)
+SETA = SetaOwnConfig(gate=GateTrainConfig(steps=10))  # SETA's own settings (the other methods ignore them)
 
 
 def assert_same_state(a, b, where="state"):

@@ -12,7 +12,7 @@ from dataclasses import replace
 from importlib import import_module
 
 # name -> ("module:Class" under seta.train.strategies, {section: field changes} or None for a method without
-# sparse blocks). Sections: "sparse" (SparseConfig) and the method's own ("seta": SetaConfig, ...).
+# sparse blocks). Sections: "sparse" (SparseConfig) and the method's own ("seta": SetaOwnConfig, ...).
 STRATEGIES = {
     "seta": ("seta:Seta", {}),
     "seqft-sparse": ("sparse:SparseBlocks", {}),
@@ -42,7 +42,7 @@ def strategy_class(name: str):
 
 def build_strategy(name: str, model, tokenizer, sparse=None, **own):
     """Method `name` on `model`. sparse: the `SparseConfig` of the sparse-block methods (default if None);
-    own: the methods' own configs by section (``seta=SetaConfig(...)``, ``ewc=EWCConfig(...)``,
+    own: the methods' own configs by section (``seta=SetaOwnConfig(...)``, ``ewc=EWCConfig(...)``,
     ``lwf=LwFConfig(...)``): each method takes its own and ignores the others'. The ablations' changes
     (STRATEGIES) are applied on top."""
     cls, changes = strategy_class(name), STRATEGIES[name][1]
@@ -68,8 +68,8 @@ def build_strategy(name: str, model, tokenizer, sparse=None, **own):
 
 
 # section -> "module:Class" of the methods' own configs (imported on first use)
-OWN_CONFIGS = {"seta": "seta:SetaConfig", "ewc": "ewc:EWCConfig", "lwf": "lwf:LwFConfig"}
-_LAZY = {"Strategy": "base:Strategy", "SparseConfig": "sparse:SparseConfig", "SetaConfig": "seta:SetaConfig",
+OWN_CONFIGS = {"seta": "seta:SetaOwnConfig", "ewc": "ewc:EWCConfig", "lwf": "lwf:LwFConfig"}
+_LAZY = {"Strategy": "base:Strategy", "SparseConfig": "sparse:SparseConfig", "SetaOwnConfig": "seta:SetaOwnConfig",
          "EWCConfig": "ewc:EWCConfig", "LwFConfig": "lwf:LwFConfig"}
 
 
@@ -85,5 +85,5 @@ def __getattr__(name: str):  # Strategy and the config classes, imported when fi
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["STRATEGIES", "OWN_CONFIGS", "Strategy", "SparseConfig", "SetaConfig", "EWCConfig", "LwFConfig",
+__all__ = ["STRATEGIES", "OWN_CONFIGS", "Strategy", "SparseConfig", "SetaOwnConfig", "EWCConfig", "LwFConfig",
            "build_strategy", "strategy_class"]

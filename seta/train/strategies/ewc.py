@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from itertools import islice
 
 from seta.core.anchoring import elastic_anchor_penalty, normalise_fisher
-from seta.models import estimate_block_fisher
-from seta.train.strategies.sparse import SparseBlocks, _tensors
+from seta.models import estimate_block_fisher, tensors_only
+from seta.train.strategies.sparse import SparseBlocks
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ class EWC(SparseBlocks):
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
-        ids, _, anchor, fisher = self.seta.anchor_terms(self.seta.registry.expert(t))
+        ids, _, anchor, fisher = self.model.anchor_terms(self.model.registry.expert(t))
         self.anchored = None
         if ids.numel():
-            fisher = normalise_fisher([fisher], valid=[self.seta.valid_mask(ids).to(fisher.device)])[0]
+            fisher = normalise_fisher([fisher], valid=[self.model.valid_mask(ids).to(fisher.device)])[0]
             self.anchored = (ids, anchor.detach(), fisher.detach())
 
     def loss(self, batch, t, n_tokens=None):
@@ -50,11 +50,11 @@ class EWC(SparseBlocks):
         if self.anchored is None:
             return lm, 0.0
         ids, anchor, fisher = self.anchored
-        return lm, elastic_anchor_penalty(self.seta.get_blocks(ids), anchor, fisher, self.config.lam)
+        return lm, elastic_anchor_penalty(self.model.get_blocks(ids), anchor, fisher, self.config.lam)
 
     def after_task(self, t, task, probe_batches) -> None:
         super().after_task(t, task, probe_batches)  # the working copy back into the stacks
-        s_t = self.seta.registry.expert(t)
-        batches = (_tensors(b) for b in islice(probe_batches(), self.sparse.fisher_batches))
-        self.seta.update_anchors(s_t, estimate_block_fisher(self.seta, s_t, batches), self.config.gamma)
-        self.seta.set_task(t)
+        s_t = self.model.registry.expert(t)
+        batches = (tensors_only(b) for b in islice(probe_batches(), self.sparse.fisher_batches))
+        self.model.update_anchors(s_t, estimate_block_fisher(self.model, s_t, batches), self.config.gamma)
+        self.model.set_task(t)

@@ -59,11 +59,11 @@ class LwF(SparseBlocks):
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
-        self.seta.set_expert(self.seta.allocated_ids())  # the student is the deployed model
+        self.model.set_expert(self.model.allocated_ids())  # the student is the deployed model
 
     def teacher_logits(self, batch) -> torch.Tensor:
         """z_old: the logits of the model before task t (the stored blocks), without gradients. (B, T, V)"""
-        with torch.no_grad(), self.seta.stored_values():
+        with torch.no_grad(), self.model.stored_values():
             return self.logits(batch)
 
     def loss(self, batch, t, n_tokens=None):

@@ -18,18 +18,19 @@ from itertools import islice
 import torch
 
 from seta.core.allocation import ALLOCATION_RULES
-from seta.data import generation_batch
-from seta.models import DEFAULT_TARGETS, ExpertConfig, attach_experts, probe_block_sensitivity
+from seta.models import DEFAULT_TARGETS, ExpertConfig, allocate_by_sensitivity, attach_experts, tensors_only
 from seta.train.strategies.base import Strategy
 
 
 @dataclass(frozen=True)
 class SparseConfig:
     """The sparse block experts and their budget, shared by every sparse-block method (SETA's own settings are
-    `seta.train.strategies.seta.SetaConfig`; EWC's and LwF's are beside them)."""
+    `seta.api.SetaOwnConfig`, the two together `seta.api.SetaConfig`; EWC's and LwF's are beside them)."""
 
-    block_size: int = 16
-    """b: block side (256 for 7B/4B models)."""
+    block_size: int = ExpertConfig.block_size
+    """b: block side. One default, 256: the paper's setting for the 7B/4B models the method is meant for (a
+    4096-wide projection is a 16 x 16 grid of blocks); small models need a smaller side (the tiny preset: 16,
+    SmolLM2-135M: 64, which divides all its widths)."""
     ratio: float = 0.01
     """ρ: fraction of all target blocks a task selects (budget k = ceil(ρ N))."""
     target_modules: tuple[str, ...] = tuple(DEFAULT_TARGETS)
@@ -53,10 +54,6 @@ class SparseConfig:
             raise ValueError("SparseConfig: probe_batches and fisher_batches must be >= 1")
 
 
-def _tensors(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
-
-
 class SparseBlocks(Strategy):
     """Base of the sparse strategies; as is, it is seqft-sparse."""
 
@@ -69,12 +66,15 @@ class SparseBlocks(Strategy):
         """sparse: the blocks and their budget; config: the method's own settings (None for the baselines
         that have none)."""
         sparse = sparse or SparseConfig()
-        seta = attach_experts(model, ExpertConfig(block_size=sparse.block_size, target_modules=sparse.target_modules))
-        super().__init__(seta, tokenizer, config)
+        super().__init__(model, tokenizer, config)
         self.sparse = sparse
-        self.seta = seta
+        self.model = self.attach(model, sparse)  # the SetaModel: the base with experts attached
         self.block_numel = sparse.block_size**2
         self.task_stats: dict[int, dict] = {}  # task -> allocation figures (and SETA's anchoring)
+
+    def attach(self, model, sparse: SparseConfig):
+        """Attach the sparse block experts to `model` (in place); returns the `SetaModel`."""
+        return attach_experts(model, ExpertConfig(block_size=sparse.block_size, target_modules=sparse.target_modules))
 
     def config_dict(self) -> dict:
         own = {self.config_section: asdict(self.config)} if self.config is not None else {}
@@ -84,17 +84,16 @@ class SparseBlocks(Strategy):
         return self.sparse.ratio
 
     def before_task(self, t, task, probe_batches) -> None:
-        with self.seta.no_experts():
-            scores = probe_block_sensitivity(self.seta, (_tensors(b) for b in islice(probe_batches(), self.sparse.probe_batches)))
-        self.allocation = self.seta.allocate(t, scores, self.budget_ratio(self.n_tasks), self.beta,
-                                             self.sparse.allocation)
+        batches = (tensors_only(b) for b in islice(probe_batches(), self.sparse.probe_batches))
+        self.allocation = allocate_by_sensitivity(self.model, t, batches, self.budget_ratio(self.n_tasks), self.beta,
+                                                  self.sparse.allocation)
         self.current_task = t
         self.task_stats[t] = self._allocation_stats(self.allocation)
-        self.seta.set_task(t)
+        self.model.set_task(t)
 
     def _allocation_stats(self, allocation) -> dict:
         """What the allocation of one task did: new / reused / split blocks and blocks per matrix."""
-        per = self.seta.index.split(allocation.selected)
+        per = self.model.index.split(allocation.selected)
         return {"blocks": int(allocation.selected.numel()), "new": int(allocation.new.numel()),
                 "reused": int(allocation.reused.numel()), "split": int(allocation.split.numel()),
                 "per_matrix": {n: int(v.numel()) for n, v in per.items()}}
@@ -102,38 +101,38 @@ class SparseBlocks(Strategy):
     def trainable_parameters(self):
         """The current task's blocks, through per-layer working copies (`SetaModel.begin_training`):
         gradients and AdamW state cover S_t only, not every block earlier tasks allocated."""
-        return self.seta.begin_training(self.seta.registry.expert(self.current_task))
+        return self.model.begin_training(self.model.registry.expert(self.current_task))
 
     def after_task(self, t, task, probe_batches) -> None:
-        self.seta.end_training()  # the trained working copy back into the block stacks
+        self.model.end_training()  # the trained working copy back into the block stacks
 
     def route(self, inputs, task_id) -> None:
-        self.seta.set_expert(self.seta.allocated_ids())  # one model: every block trained so far acts
+        self.model.set_expert(self.model.allocated_ids())  # one model: every block trained so far acts
 
     def clear_route(self) -> None:
-        self.seta.clear_route()
+        self.model.clear_route()
 
     def param_counts(self) -> dict:
-        tasks = self.seta.registry.tasks
-        per_task = max((self.seta.registry.expert(t).numel() for t in tasks), default=0)
+        tasks = self.model.registry.tasks
+        per_task = max((self.model.registry.expert(t).numel() for t in tasks), default=0)
         return {"trainable_params": per_task * self.block_numel,
-                "allocated_params": int(self.seta.registry.allocated().numel()) * self.block_numel,
-                "extra": {"growth": [int(self.seta.registry.expert(t).numel()) for t in tasks],
+                "allocated_params": int(self.model.registry.allocated().numel()) * self.block_numel,
+                "extra": {"growth": [int(self.model.registry.expert(t).numel()) for t in tasks],
                           "allocated_curve": self._allocated_curve()}}
 
     def _allocated_curve(self) -> list[int]:
         """|∪_{j≤t} S_j| after each task t."""
         seen: set[int] = set()
         curve = []
-        for t in self.seta.registry.tasks:
-            seen |= set(self.seta.registry.expert(t).tolist())
+        for t in self.model.registry.tasks:
+            seen |= set(self.model.registry.expert(t).tolist())
             curve.append(len(seen))
         return curve
 
     def state_dict(self) -> dict:
         """Plain data and tensors; the block stacks in their stack order (bit-exact resume)."""
-        a = self.seta.anchors
-        return {"registry": self.seta.registry.to_dict(), "stacks": self.seta.stacks(),
+        a = self.model.anchors
+        return {"registry": self.model.registry.to_dict(), "stacks": self.model.stacks(),
                 "anchors": (a.ids.clone(), a.values.clone(), a.fisher.clone(), a.count.clone()),
                 "task_stats": {int(k): v for k, v in self.task_stats.items()}}
 
@@ -142,24 +141,15 @@ class SparseBlocks(Strategy):
 
         reg = OwnershipRegistry.from_dict(state["registry"])
         for t in reg.tasks:
-            self.seta.registry.add_task(t, reg.expert(t))
-            self.seta.router.add_task(t)
-        self.seta.load_stacks(state["stacks"])
-        a = self.seta.anchors
+            self.model.registry.add_task(t, reg.expert(t))
+            self.model.router.add_task(t)
+        self.model.load_stacks(state["stacks"])
+        a = self.model.anchors
         a.ids, a.values, a.fisher, a.count = (v.clone() for v in state["anchors"])
         self.task_stats = {int(k): v for k, v in state.get("task_stats", {}).items()}
 
     def save_adapter(self, out_dir) -> None:
-        self.seta.save_pretrained(out_dir)
-
-    def prompt_features(self, prompts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Routing features z of prompts, encoded exactly as at evaluation. (N, d)"""
-        cap = self.loop_cfg.max_prompt_len if getattr(self, "loop_cfg", None) else 1024
-        out = []
-        for s in range(0, len(prompts), batch_size):
-            b = generation_batch(self.tokenizer, prompts[s : s + batch_size], max_prompt=cap)
-            out.append(self.seta.routing_features(b["input_ids"].to(self.seta.device), b["attention_mask"].to(self.seta.device)).cpu())
-        return torch.cat(out)
+        self.model.save_pretrained(out_dir)
 
 
 class Independent(SparseBlocks):
@@ -174,20 +164,20 @@ class Independent(SparseBlocks):
 
     def before_task(self, t, task, probe_batches) -> None:
         super().before_task(t, task, probe_batches)
-        ids = self.seta.registry.expert(t)
-        self.seta.set_blocks(ids, torch.zeros(ids.numel(), self.sparse.block_size, self.sparse.block_size))
+        ids = self.model.registry.expert(t)
+        self.model.set_blocks(ids, torch.zeros(ids.numel(), self.sparse.block_size, self.sparse.block_size))
 
     def after_task(self, t, task, probe_batches) -> None:
         super().after_task(t, task, probe_batches)
-        self.experts[t] = self.seta.get_blocks(self.seta.registry.expert(t)).detach().clone()
+        self.experts[t] = self.model.get_blocks(self.model.registry.expert(t)).detach().clone()
 
     def route(self, inputs, task_id) -> None:
         if task_id not in self.experts:  # a task not trained yet has no expert: the base model
-            self.seta.clear_route()
+            self.model.clear_route()
             return
-        ids = self.seta.registry.expert(task_id)
-        self.seta.set_blocks(ids, self.experts[task_id])
-        self.seta.set_expert(ids)
+        ids = self.model.registry.expert(task_id)
+        self.model.set_blocks(ids, self.experts[task_id])
+        self.model.set_expert(ids)
 
     def param_counts(self) -> dict:
         counts = super().param_counts()
