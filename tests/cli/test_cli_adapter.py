@@ -18,8 +18,8 @@ def test_train_prints_the_result_and_where_the_adapter_is(tiny_adapter):
     out = tiny_adapter["output"]
     assert "seta: tasks FOMC, C-STANCE" in out and f"adapter: {tiny_adapter['dir']}" in out
     assert f"routing {tiny_adapter['result']['routing_acc']}" in out
-    assert sorted(p.name for p in tiny_adapter["dir"].iterdir()) == [CARD_NAME, "seta_config.json",
-                                                                      "seta_model.safetensors"]
+    assert sorted(p.name for p in tiny_adapter["dir"].iterdir()) == sorted([CARD_NAME, "seta_config.json", "seta_method.json",
+                                                                             "seta_model.safetensors"])
 
 
 def test_generate_jsonl_in_and_out_routes_to_the_oracle_task(tiny_adapter, tiny_tasks, tmp_path):

@@ -31,9 +31,9 @@ def tok():
 def strategy(tok):
     """seqft-sparse on a tiny Llama with 12 large random blocks: its route (every block on) changes the model."""
     s = build_strategy("seqft-sparse", build_tiny_model(tokenizer=tok, seed=0), tok, SparseConfig(block_size=16))
-    ids = s.seta.add_blocks(torch.arange(0, 48, 4))
+    ids = s.model.add_blocks(torch.arange(0, 48, 4))
     torch.manual_seed(0)
-    s.seta.set_blocks(ids, torch.randn(len(ids), 16, 16))
+    s.model.set_blocks(ids, torch.randn(len(ids), 16, 16))
     return s
 
 
