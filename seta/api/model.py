@@ -167,8 +167,13 @@ class SetaContinualModel(nn.Module):
         if not seta.router.tasks:  # nothing learned yet: the base model
             seta.clear_route()
             return torch.zeros(input_ids.shape[0], 0)
-        mode = "top1" if cfg.routing == "oracle" else cfg.routing  # no task id given: the gate decides
-        return seta.route_batch(input_ids, attention_mask, mode=mode, k=cfg.soft_k, null=cfg.null_expert, cache=cache)
+        return seta.route_batch(input_ids, attention_mask, mode=self._gate_mode, k=cfg.soft_k, null=cfg.null_expert,
+                                cache=cache)
+
+    @property
+    def _gate_mode(self) -> str:
+        """top1 or soft: how the gate routes (oracle-trained models too, when no task id is given)."""
+        return "top1" if self.seta_config.routing == "oracle" else self.seta_config.routing
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, task=None, **kwargs):
         """The base model's forward with experts. While a task is open: that task's expert (training).
@@ -184,9 +189,8 @@ class SetaContinualModel(nn.Module):
                 prompt = labels.eq(-100) & (attention_mask.bool() if attention_mask is not None else True)
                 prompt[~prompt.any(1)] = True  # no prompt token marked: route on the whole input
                 z = self.experts.routing_features(input_ids, attention_mask, prompt)
-                mode = "top1" if self.seta_config.routing == "oracle" else self.seta_config.routing
                 cfg = self.seta_config
-                self.experts.set_routing(self.experts.router.probs(z, mode, cfg.soft_k, cfg.null_expert))
+                self.experts.set_routing(self.experts.router.probs(z, self._gate_mode, cfg.soft_k, cfg.null_expert))
             return self.experts(**args)
 
     @torch.no_grad()

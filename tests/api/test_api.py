@@ -61,6 +61,9 @@ def test_routed_generate_without_task_id_equals_generate_routed_to_the_true_task
         assert torch.equal(routed, forced)
         base_out = model.experts.model.generate(**rows, max_new_tokens=6, do_sample=False)  # no route: base alone
         checked += int(not torch.equal(forced, base_out))
+        train = batches_of(tok, [e for e, ok in zip(task.train[:6], right.tolist()) if ok], size=6)[0]
+        with torch.no_grad():  # forward with labels: routed by the gate on the prompt tokens (labels -100)
+            assert torch.equal(model(**train).logits, model(**train, task=task.name).logits)
     assert checked >= 1  # the experts change what is generated, so the equality above is not the base's twice
 
 
