@@ -1,4 +1,4 @@
-"""The sparse block adapter layer (method spec sections 3 and 5).
+"""The sparse block adapter layer (docs/method.md §3 and §5).
 
     y = base_layer(x) + Σ_{i routed} w_{n,i} · scatter_rows_i(x[..., cols_i] @ blocks[i]ᵀ)
 
