@@ -38,8 +38,8 @@ def results_table(summary: dict, ppl_after: dict | None = None) -> str:
         row = [name, _pm(m.get("OP"), m.get("OP_std")), _pm(m.get("BWT"), m.get("BWT_std")),
                _pm(m.get("LA"), m.get("LA_std")), "—" if acc is None else f"{acc:.1f}%", _time(m.get("wall_s"))]
         if with_ppl:
-            vals = [x for x in (ppl_after or {}).get(name) or [] if x is not None]
-            row.append(f"{sum(vals) / len(vals):.2f}" if vals else "—")
+            vals = (ppl_after or {}).get(name) or []
+            row.append(f"{sum(vals) / len(vals):.2f}" if vals and None not in vals else "—")  # all seeds, or none
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
