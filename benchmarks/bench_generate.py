@@ -2,7 +2,7 @@
 
     python benchmarks/bench_generate.py                 # mid Llama (hidden 512, 4 layers), CPU fp32
     python benchmarks/bench_generate.py --tiny --block-size 16 --ratio 0.1 --repeats 41 --headline
-                                                        # the target's figure alone (BENCHMARKS.md §7.6)
+                                                        # the target's figure alone (BENCHMARKS.md §2)
 
 SETA: `--tasks` experts allocated at ratio `--ratio` (random sensitivity scores, Split-on-Share as in
 training), a gate with random (non-zero) heads so top-1 routing sends different prompts to different
@@ -16,7 +16,7 @@ Every SETA call here runs under no grad. `generate` folds the route into the bas
 whole batch has one route and the base is dense fp32/fp64 (`seta.models.fold`); "unfolded" times the
 same calls with `fold_routes = False` (the layer's in-place delta path in every layer). `--one-expert`
 biases the gate so that every prompt routes to expert 0 (a single prompt always has one route;
-evaluation batches mostly do not, see BENCHMARKS.md §7.1); without it prompts route to different experts.
+evaluation batches mostly do not, see BENCHMARKS.md §2); without it prompts route to different experts.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
     """Process CPU time (wall on a GPU) of one greedy decoding step, median over `repeats` runs of
     `steps` steps after a prefill, for the base, SETA with no expert (the wrappers alone) and SETA with
     the route on the delta path (no fold); the difference / routed layers is the delta's price per
-    layer in the running model (BENCHMARKS.md §7.3)."""
+    layer in the running model (BENCHMARKS.md §2)."""
     name = cache_name()  # `cache` or `past_key_values`, whichever this transformers takes
     clock = time.process_time if device.type == "cpu" else time.perf_counter
 

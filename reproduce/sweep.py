@@ -127,7 +127,9 @@ def write_sweep(out_dir: Path, param: str, method: str, seeds, rows: list[dict],
     plot_sweep(param, [r["value"] for r in rows], [r["OP"] for r in rows], [r["OP_std"] for r in rows],
                [r["BWT"] for r in rows], [r["BWT_std"] for r in rows], out_dir / "sweep.png",
                references={m: (r["OP"], r["BWT"]) for m, r in refs.items()})
-    click.echo((out_dir / "sweep.md").read_text())
+    click.echo("\n" + (out_dir / "sweep.md").read_text())
+    click.echo(f"Sweep report in {out_dir}/: sweep.md (this table), sweep.json (the figures), sweep.png (OP and BWT "
+               f"against {param}); each point's own report in {out_dir}/{param}=<value>/")
 
 
 if __name__ == "__main__":

@@ -109,5 +109,9 @@ def train(method, preset, quick, data_dir, task_names, model_path, seed, out, fr
     results.write_train_result(out, res, seed)
     last = [None if v != v else round(v, 1) for v in res.R[-1]]
     click.echo(f"{res.method}: tasks {', '.join(res.tasks)}")
-    click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  last row of R {last}")
-    click.echo(f"  adapter: {out / 'adapter'}")
+    routing = "" if res.routing_acc is None else f"  routing {res.routing_acc:.1f}%"
+    click.echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}{routing}  last row of R {last}")
+    written = [f for f in ("result.json", "metrics.jsonl", "train.log", "checkpoint.safetensors") if (out / f).exists()]
+    click.echo(f"wrote {out}/: {', '.join(written)}")
+    if (out / "adapter").is_dir():
+        click.echo(f"  adapter: {out / 'adapter'}  (seta info / generate / eval / merge take this folder)")

@@ -1,6 +1,6 @@
 """Split-on-Share allocation: budgeted top-k with a reuse bonus, and block ownership.
 
-Method spec §2. Block ids here are global ids (see ``BlockIndex``).
+docs/method.md §2. Block ids here are global ids (see ``BlockIndex``).
 
     k        = ceil(ρ · N)                                    (budget per task)
     ŝ_B      = T(score)_B                                      (comparable across matrices, below)
@@ -10,7 +10,7 @@ Method spec §2. Block ids here are global ids (see ``BlockIndex``).
     unique_t = {B ∈ S_t : O(B) = {t}},  shared = {B : |O(B)| ≥ 2}
     growth   = |∪_j S_j| / Σ_j |S_j|                          (1.0 = independent experts)
 
-Comparable scores (method spec §2, revised). Raw squared gradients differ 10-100x between matrices,
+Comparable scores (docs/method.md §2, revised). Raw squared gradients differ 10-100x between matrices,
 so one model-wide top-k on them puts the whole budget into one or two matrices. The rule T:
     raw           ŝ_B = s_B                                     (the old rule, kept as an ablation)
     matrix-mean   ŝ_B = s_B / mean_{B' ∈ M(B)} s_B'             (M(B): the blocks of B's weight matrix)

@@ -1,4 +1,4 @@
-"""Adaptive elastic anchoring (method spec section 3) and EWC as the same maths.
+"""Adaptive elastic anchoring (docs/method.md §3) and EWC as the same maths.
 
     L_anchor = sum_B (lambda_B / 2) sum_{e in B} F_{B,e} (theta_{B,e} - theta*_{B,e})^2
     lambda_B = lambda * (number of earlier owners of B)

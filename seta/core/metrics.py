@@ -1,4 +1,4 @@
-"""Continual-learning metrics from the score matrix R (method spec section 6).
+"""Continual-learning metrics from the score matrix R (docs/method.md §6).
 
 Spec convention (1-based): R[i][j] = score (0-100) on task j after training through task i,
 i, j = 1..n, b_j = the base model's score on task j, and
@@ -8,7 +8,7 @@ i, j = 1..n, b_j = the base model's score on task j, and
     FWT = 1/(n-1) sum_{j=2..n} (R[j-1][j] - b_j)
     LA  = (1/n) sum_{j=1..n} R[j][j]            (learning accuracy: plasticity, the just-learned score)
 
-Code convention (0-based): R[i][j] with i, j = 0..n-1, so the spec's R[n][j] is R[n-1][j-1] here.
+Code convention (0-based): R[i][j] with i, j = 0..n-1, so docs/method.md's R[n][j] is R[n-1][j-1] here.
 R may be a list of lists or a numpy array; entries never read (e.g. tasks not yet seen) may be NaN.
 Functions are pure: they copy their input and never mutate it. A NaN in an entry that is read raises
 ValueError, so a missing evaluation cannot silently turn into a number.

@@ -1,4 +1,4 @@
-"""Routing statistics (method spec section 4): per-task feature moments, pseudo-features,
+"""Routing statistics (docs/method.md §4): per-task feature moments, pseudo-features,
 Mahalanobis distances for the null expert, and the KL routing-distillation term.
 
 Streaming moments (Chan et al. parallel merge of (n, mean, M2), float64 accumulators):

@@ -1,4 +1,4 @@
-"""Block sensitivity (method spec section 1) and the element-wise empirical Fisher (section 3).
+"""Block sensitivity (docs/method.md §1) and the element-wise empirical Fisher (§3).
 
 Sensitivity of a block B of a layer's weight W (out x in), for one micro-batch:
 

@@ -29,6 +29,7 @@ from seta.experiment.results import general_table as _general_table  # noqa: F40
 from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
                                      asset_paths, parse_methods, parse_seeds, settings_options)
 from seta.experiment.inputs import _base_factory, _load_stream  # the stream and the base of a run
+from seta.experiment.run_output import report_paths, results_table
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
@@ -80,9 +81,10 @@ def dry_run(preset) -> None:
 @click.option("--show-settings", is_flag=True, help="Print every setting (key, type, resolved value, help) and exit.")
 @click.option("--tensorboard", is_flag=True,
               help="Also write each run's metrics.jsonl records to <run>/tensorboard (pip install 'seta[tensorboard]').")
+@click.option("--verbose", is_flag=True, help="At the end, also print summary.md (every table and R matrix).")
 def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_data, general_tasks, general_limit,
          resume, resume_force, quick, four_bit, dry_run, no_progress, config_file, overrides, show_settings,
-         tensorboard):
+         tensorboard, verbose):
     """Reproduce SETA and the baselines on one stream; write an honest report.
 
     Under torchrun (torchrun --nproc_per_node N reproduce/run_all.py ...) the methods train data-parallel
@@ -143,7 +145,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
             return
         general = _load_general(general_data, general_tasks, general_limit) if general_tasks.strip() else None
         run(cfg, names, seed_list, out_dir, model_path, data_dir, resume or resume_force, not no_progress, general,
-            force_resume=resume_force, tensorboard=tensorboard)
+            force_resume=resume_force, tensorboard=tensorboard, verbose=verbose)
     except RunInterrupted as err:
         fail(interrupted_message(err), exit_code(err))
     except KeyboardInterrupt as err:  # before any method started
@@ -158,7 +160,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
 
 
 def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,
-        force_resume: bool = False, tensorboard: bool = False):
+        force_resume: bool = False, tensorboard: bool = False, verbose: bool = False):
     """Every method for every seed into out_dir/<method>/seed<k>/, then the reports from every finished
     result in out_dir. The data and the folder's earlier results are checked before anything is written.
 
@@ -240,7 +242,8 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
                 results.write_result(run_dir, res, seed, info, data[seed])
             except KeyboardInterrupt as err:
                 raise RunInterrupted(run_dir, name, seed, type(err).__name__ == "Terminated") from None
-            echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}  routing {res.routing_acc}  ({time.perf_counter() - t0:.0f}s)")
+            routing = "" if res.routing_acc is None else f"  routing {res.routing_acc:.1f}%"
+            echo(f"  OP {res.OP:.1f}  BWT {res.BWT:.1f}{routing}  ({time.perf_counter() - t0:.0f} s)")
     if rank != 0:
         dist.shutdown()
         return
@@ -250,10 +253,13 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
     earlier = sorted({r["method"] for r in found} - set(names))
     if earlier:
         click.echo(f"the report also holds earlier finished results in {out_dir}: {', '.join(earlier)}")
+    summary = json.loads(files.summary_json.read_text())
+    click.echo("\n" + results_table(summary, ability.get("heldout_ppl_after")))
     if ability.get("heldout_ppl_base") is not None:  # measured on the tiny preset's own generic text only
-        click.echo(f"general ability (held-out perplexity of the generic text): {json.dumps(ability)}")
-    click.echo((out_dir / "summary.md").read_text())
-    click.echo(f"wrote {files}")
+        click.echo(f"ppl after: held-out perplexity of the generic text (the base's: {ability['heldout_ppl_base']:.2f})")
+    if verbose:
+        click.echo("\n" + files.summary_md.read_text())
+    click.echo("\n" + report_paths(out_dir, files.plots, "harness" in ability))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ dequantised weight) later in backward, so the peak is
 
     activations = checkpointed inputs + gathered columns + max(logits, one layer + dequantised weight)
 
-(checked against measured steps in BENCHMARKS.md §6: summing the two phases overstated the peak
+(checked against measured steps in BENCHMARKS.md §7: summing the two phases overstated the peak
 of logits-bound shapes, and leaving out the dequantised weight understated layer-bound ones).
 """
 

@@ -1,4 +1,4 @@
-"""The unified gating network and routing decisions (method spec section 4).
+"""The unified gating network and routing decisions (docs/method.md §4).
 
     h(z)      = trunk(LayerNorm(z))                    LayerNorm without affine; trunk = identity or
                                                        Linear(d, hidden) -> GELU      [choice]

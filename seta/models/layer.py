@@ -1,4 +1,4 @@
-"""The sparse block adapter layer (method spec sections 3 and 5).
+"""The sparse block adapter layer (docs/method.md §3 and §5).
 
     y = base_layer(x) + Σ_{i routed} w_{n,i} · scatter_rows_i(x[..., cols_i] @ blocks[i]ᵀ)
 
@@ -21,7 +21,7 @@ output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_ad
 plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
 to the stack are seen by its version counter; fp32 decoding on the CPU: one C call, `seta.models.cpu_kernel`);
 else (training, ragged output edges, a working copy) through `block_delta`, differentiable, out of place.
-Decoding calls every routed layer at every step, so its Python is kept short (BENCHMARKS.md §7.5): a
+Decoding calls every routed layer at every step, so its Python is kept short (BENCHMARKS.md §2): a
 plain `nn.Linear` base is run as `F.linear` (what its call would run; hooks, a replaced forward,
 subclasses and traces keep the module call), and once a step has taken the kernel, the next step of
 the same batch repeats that call after only the checks whose answer can change (`_decode_again`).
@@ -227,7 +227,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         # Attributes read through the module's own dicts: `nn.Module.__getattr__` costs about a µs per
-        # lookup, and decoding calls every routed layer at every step (BENCHMARKS.md §7.5).
+        # lookup, and decoding calls every routed layer at every step (BENCHMARKS.md §2).
         base, params = self._modules["base_layer"], self._parameters
         plain = not (args or kwargs) and _plain_linear(base)
         if plain:  # what calling the base would run, without the module call's dispatch

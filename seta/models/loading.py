@@ -1,6 +1,6 @@
 """Loading base causal LMs: local directory or hub id, optional 4-bit NF4, tiny models for CPU runs.
 
-Order for a quantised base (method spec section 5, issue 3 section 5):
+Order for a quantised base (docs/method.md §5):
 
     load (4-bit NF4, double quantisation, bf16 compute)
     -> prepare_for_kbit_training (freeze, up-cast non-quantised half params to fp32,

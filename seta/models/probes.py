@@ -1,4 +1,4 @@
-"""Gradient probes on a SetaModel: block sensitivity (method spec section 1) and the element-wise
+"""Gradient probes on a SetaModel: block sensitivity (docs/method.md §1) and the element-wise
 Fisher of an expert's blocks (section 3). Neither updates any weight nor leaves a `.grad` behind.
 
 Sensitivity: per micro-batch, the base model runs with no experts active; a forward hook on every

@@ -1,6 +1,6 @@
 """Training the unified gate after task t, with routing-aware regularisation and no raw replay.
 
-Method spec §4. With Z_t the routing features of task t's training prompts and
+docs/method.md §4. With Z_t the routing features of task t's training prompts and
 Ẑ_j ~ N(μ_j, Σ_j) pseudo-features drawn from the stored statistics of every
 earlier task j < t:
 

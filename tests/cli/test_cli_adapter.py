@@ -17,7 +17,8 @@ def _run(*args):
 def test_train_prints_the_result_and_where_the_adapter_is(tiny_adapter):
     out = tiny_adapter["output"]
     assert "seta: tasks FOMC, C-STANCE" in out and f"adapter: {tiny_adapter['dir']}" in out
-    assert f"routing {tiny_adapter['result']['routing_acc']}" in out
+    assert f"routing {tiny_adapter['result']['routing_acc']:.1f}%" in out
+    assert f"wrote {tiny_adapter['run']}/: result.json" in out and "(" not in out.splitlines()[1]  # no raw floats, reprs
     assert sorted(p.name for p in tiny_adapter["dir"].iterdir()) == sorted([CARD_NAME, "seta_config.json", "seta_method.json",
                                                                              "seta_model.safetensors"])
 

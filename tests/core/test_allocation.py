@@ -1,4 +1,4 @@
-"""Split-on-Share invariants (method spec §2) under random task sequences, budgets, scores and ties."""
+"""Split-on-Share invariants (docs/method.md §2) under random task sequences, budgets, scores and ties."""
 
 import json
 

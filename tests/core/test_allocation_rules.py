@@ -1,4 +1,4 @@
-"""Comparable scores across matrices (method spec §2, revised): raw, matrix-mean, matrix-budget."""
+"""Comparable scores across matrices (docs/method.md §2, revised): raw, matrix-mean, matrix-budget."""
 
 import math
 

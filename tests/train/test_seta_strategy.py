@@ -1,5 +1,5 @@
 """The SETA strategy's own logic, driven through allocate → train → after_task over random short streams
-(method spec §2-§3), checked against bookkeeping kept here, independently of the registry:
+(docs/method.md §2-§3), checked against bookkeeping kept here, independently of the registry:
 
 - the stack holds exactly the allocated ids, and new blocks start at zero;
 - the anchored set of task t is S_t ∩ ∪_{j<t} S_j, with strength λ · (earlier owners);

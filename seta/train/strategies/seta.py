@@ -1,6 +1,6 @@
 """SETA: Split-on-Share sparse experts + adaptive elastic anchoring + a task-agnostic gate.
 
-Per task t (method spec §1-§4):
+Per task t (docs/method.md §1-§4):
   before: sensitivity probe (base only) → scores made comparable across matrices (allocation rule)
           → S_t = top-k(score·(1+β·owned)) → new blocks, gate output;
           anchors of S_t's shared blocks, λ_B = λ · (earlier owners of B), F normalised by its mean.
