@@ -41,10 +41,6 @@ class ExpandableGate(nn.Module):
         self.trunk = nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU()) if hidden else nn.Identity()
         self.heads = nn.ModuleList()
 
-    @property
-    def n_experts(self) -> int:
-        return len(self.heads)
-
     def add_expert(self) -> int:
         """Append a zero-initialised head (new logit 0 for every z); returns its index."""
         width = self.hidden or self.feature_dim
