@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seta.core.routing import (FeatureStats, covariance_factor, in_task_threshold, is_out_of_distribution,
-                               mahalanobis, precision_from_factor, sample_pseudo_features)
+from seta.core.routing_stats import (FeatureStats, covariance_factor, in_task_threshold, is_out_of_distribution,
+                                     mahalanobis, precision_from_factor, sample_pseudo_features)
 
 __all__ = ["ExpandableGate", "FeatureCache", "Router", "ROUTING_MODES"]
 

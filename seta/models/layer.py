@@ -21,7 +21,7 @@ is the base output plus the plan's delta, computed one of two ways:
   builds once per state of the stack (routed blocksᵀ in the compute dtype, per-example weights, row
   slots; in-place writes to the stack are seen by its version counter);
 - else (training, ragged output edges, a working copy): `block_delta`, differentiable, out of place.
-Both equal the dense reference base(x) + x ΔWᵀ (tests/models/test_route_plan.py). Where a whole batch
+Both equal the dense reference base(x) + x ΔWᵀ (tests/models/test_layer_paths.py). Where a whole batch
 has one route and the base is dense, `generate` folds the route into the base weight instead
 (`seta.models.fold`); the layer then returns the base output alone.
 
@@ -68,7 +68,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.register_buffer("local_ids", torch.zeros(0, dtype=torch.long, device=device))  # (k_l,)
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
-        self._plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
+        self._route_plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
         self.register_parameter("train_blocks", None)  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
@@ -159,7 +159,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.restore_route((positions, weights))
 
     def get_route(self):
-        return None if self._plan is None else self._plan.route
+        return None if self._route_plan is None else self._route_plan.route
 
     def restore_route(self, route) -> None:
         """Put back a route returned by `get_route` (or None): builds its plan, dropping the old one."""
@@ -167,12 +167,13 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             raise RuntimeError("the route changed while folded into the base weight (seta.models.fold.folded): "
                                "change routes outside the `folded` block")
         if route is None:
-            self._plan = None
+            self._route_plan = None
             return
         pos = route[0]
         with torch.inference_mode(False):  # normal tensors: training may reuse a route set in eval
-            read_plan = self._read_plan(pos) if self.train_blocks is not None else None  # syncs: once per plan
-            self._plan = RoutePlan(route, self._rows.index_select(0, pos), self._cols.index_select(0, pos), read_plan)
+            copy_index = self._working_copy_index(pos) if self.train_blocks is not None else None  # syncs
+            rows, cols = self._rows.index_select(0, pos), self._cols.index_select(0, pos)
+            self._route_plan = RoutePlan(route, rows, cols, copy_index)
 
     def _replan(self) -> None:
         """Rebuild the current route's plan; called wherever its inputs change under the same route."""
@@ -207,13 +208,13 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         """base_layer(x) + the route's delta (the module doc)."""
         y = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), the unchanged base output
-        plan = self._plan
+        plan = self._route_plan
         if plan is None or self._route_in_base_weight():
             return y
         dtype = self.compute_dtype(x)
         if not (torch.is_grad_enabled() or self.train_blocks is not None or self._ragged_out) and y.is_contiguous():
             return self._add_delta_no_grad(y, x, plan, dtype)
-        blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.read_plan)
+        blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.copy_index)
         w = self._example_weights(plan.weights, x.shape[0], 0, dtype)  # (B, k) | None
         delta = block_delta(x.to(dtype), blocks.to(dtype), plan.rows, plan.cols, self.grid, w)  # (B, T, d_out)
         return y + delta.to(y.dtype)

@@ -42,7 +42,7 @@ class RoutePlan:
     route: tuple  # (positions (k,) sorted, weights (B, k) | None), what `get_route` returns
     rows: Tensor  # (k,) block rows of the routed positions
     cols: Tensor  # (k,) block columns
-    read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
+    copy_index: tuple | None  # `_working_copy_index` of the positions while a working copy exists, else None
     no_grad: NoGradTensors | None = None  # built at the first no-grad forward (`no_grad_tensors`)
 
     positions = property(lambda self: self.route[0])  # (k,)
