@@ -2,7 +2,7 @@
 
     python benchmarks/bench_generate.py                 # mid Llama (hidden 512, 4 layers), CPU fp32
     python benchmarks/bench_generate.py --tiny --block-size 16 --ratio 0.1 --repeats 41 --headline
-                                                        # the target's figure alone (BENCHMARKS.md §2)
+                                                        # the target's figure alone
 
 SETA: `--tasks` experts allocated at ratio `--ratio` (random sensitivity scores, Split-on-Share as in
 training), a gate with random (non-zero) heads so top-1 routing sends different prompts to different
@@ -17,6 +17,8 @@ whole batch has one route and the base is dense fp32/fp64 (`seta.models.fold`); 
 same calls with `fold_routes = False` (the layer's in-place delta path in every layer). `--one-expert`
 biases the gate so that every prompt routes to expert 0 (a single prompt always has one route;
 evaluation batches mostly do not, see BENCHMARKS.md §2); without it prompts route to different experts.
+The delta is plain torch ops (`seta.core.blocks`: gather -> bmm -> index_add); on a GPU its share
+of a training step at the paper presets' shapes is what benchmarks/gpu_check.sh measures.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from _common import (MID_LLAMA, MID_VOCAB, common_args, fmt_s, interleaved_timin
 
 from seta.data import build_tiny_tokenizer
 from seta.experiment.presets import TINY
-from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model, cpu_kernel
+from seta.models import ExpertConfig, FeatureCache, attach_experts, build_tiny_model
 from seta.models.config import cache_name
 from seta.models.fold import folded
 
@@ -125,10 +127,6 @@ def main():
         finally:
             seta.fold_routes = True
 
-    def run_seta_torch_ops():  # the same, the delta through torch ops instead of the CPU kernel (the code before)
-        with cpu_kernel.disabled():
-            run_seta()
-
     def run_cleared():
         with torch.inference_mode(), seta.no_experts():
             seta.generate(ids, **gen_kw)
@@ -173,8 +171,6 @@ def main():
               f"SETA route_batch+generate, adjacent calls paired): SETA/base {paired_ratio(clock, 'seta'):.3f} "
               f"(target <= 1.2) | ratio of medians {med(clock['seta']) / med(clock['base']):.3f}")
         return
-    if device.type == "cpu":
-        fns["torch ops"] = run_seta_torch_ops
     if args.breakdown:
         fns.update(route=run_route, routed=run_routed, prefill=run_prefill, cached=run_seta_cached, null=run_seta_null)
     cpu = {}
@@ -197,14 +193,13 @@ def main():
           f"({with_blocks} have routed blocks)")
     if device.type == "cpu":
         cb, cs, cc = med(cpu["base"]), med(cpu["seta"]), med(cpu["cleared"])
-        cu, co = med(cpu["unfolded"]), med(cpu["torch ops"])
+        cu = med(cpu["unfolded"])
         print(f"process CPU time (median): base {fmt_s(cb)} | SETA {fmt_s(cs)} | unfolded {fmt_s(cu)} | "
               f"no route {fmt_s(cc)} | ratio SETA/base {cs / cb:.3f} | unfolded/base {cu / cb:.3f} | "
-              f"wrappers-only/base {cc / cb:.3f} | delta by torch ops, no CPU kernel (before)/base {co / cb:.3f}")
+              f"wrappers-only/base {cc / cb:.3f}")
         print(f"paired (median over the {args.repeats} rounds of each call's CPU time / the base call's of the same "
               f"round; the headline where the machine's speed drifts): SETA/base {paired_ratio(cpu, 'seta'):.3f} | "
-              f"unfolded {paired_ratio(cpu, 'unfolded'):.3f} | wrappers-only {paired_ratio(cpu, 'cleared'):.3f} | "
-              f"torch ops (before) {paired_ratio(cpu, 'torch ops'):.3f}")
+              f"unfolded {paired_ratio(cpu, 'unfolded'):.3f} | wrappers-only {paired_ratio(cpu, 'cleared'):.3f}")
     if args.breakdown:
         tr, tg, tp = med(times["route"]), med(times["routed"]), med(times["prefill"])
         print(f"breakdown: route_batch {fmt_s(tr)} ({tr / tb:.3f} of base) | generate with the route set {fmt_s(tg)} "
@@ -248,19 +243,18 @@ def decode_step_breakdown(plain, seta, ids, mask, steps: int, repeats: int, devi
 
     routed = sum(layer.get_route() is not None for layer in seta.layers.values())
     contenders = {"base": (plain, contextlib.nullcontext), "no expert": (seta, seta.no_experts),
-                  "routed": (seta, contextlib.nullcontext), "torch ops": (seta, cpu_kernel.disabled)}
+                  "routed": (seta, contextlib.nullcontext)}
     runs = {n: [] for n in contenders}
     for r in range(repeats):  # interleaved as `interleaved_timing`
         for n in round_order(contenders, r):
             runs[n].append(per_step(*contenders[n]))
-    tb, tn, tr, to = (med(runs[n]) for n in contenders)
+    tb, tn, tr = (med(runs[n]) for n in contenders)
     print(f"one decoding step ({'CPU' if device.type == 'cpu' else 'wall'} time, median of {repeats} x {steps} steps): "
           f"base {tb * 1e6:.0f} us | SETA, no expert {tn * 1e6:.0f} us | SETA, route on the delta path "
           f"{tr * 1e6:.0f} us ({tr / tb:.3f} of the base) | per routed layer ({routed}): delta {(tr - tn) / routed * 1e6:.1f} us, "
-          f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer | delta by torch ops, no CPU kernel "
-          f"(before): {to * 1e6:.0f} us ({to / tb:.3f}), {(to - tn) / routed * 1e6:.1f} us per routed layer")
+          f"wrappers {(tn - tb) / len(seta.layers) * 1e6:.1f} us per wrapped layer")
     print(f"  paired (median of per-round ratios to the base's step): no expert {paired_ratio(runs, 'no expert'):.3f} | "
-          f"routed {paired_ratio(runs, 'routed'):.3f} | torch ops {paired_ratio(runs, 'torch ops'):.3f}; delta per routed "
+          f"routed {paired_ratio(runs, 'routed'):.3f}; delta per routed "
           f"layer {(paired_ratio(runs, 'routed') - paired_ratio(runs, 'no expert')) * tb / routed * 1e6:.1f} us at the "
           "base's median step")
 

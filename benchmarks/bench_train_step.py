@@ -6,6 +6,12 @@ trainable parameter count, same base weights, same batch, measured side by side 
     python benchmarks/bench_train_step.py --device cuda --arch llama2-7b --4bit --grad-ckpt --seq 1024 --batch 4
     python benchmarks/bench_train_step.py --model ~/.cache/seta/assets/models/SmolLM2-135M-Instruct --block-size 64
     python benchmarks/bench_train_step.py --arch llama2-7b --layers 1 --4bit --compute-dtype float32 --grad-ckpt  # CPU
+    python benchmarks/bench_train_step.py --device cuda --arch llama2-7b --4bit --grad-ckpt --seq 1024 --delta-share
+
+`--delta-share`: also times SETA's step with the block delta (`block_delta`: gather -> bmm -> index_add,
+forward, backward and checkpoint recomputation) replaced by zeros of its shape; (SETA - that) / SETA
+is the delta's share of a step. Above 10%, a fused kernel from a maintained library (or Triton, as an
+optional dependency) is the next step for the delta; below, the base's matmuls dominate.
 
 LoRA rank r on the target layers fixes the budget n = Σ r·(in+out); SETA gets k = round(n / b²)
 blocks of b x b, chosen at random among all blocks (seeded), allocated and routed with set_expert.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from unittest import mock
 
 import torch
 from torch import nn
@@ -28,6 +35,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import (DTYPES, MID_LLAMA, MID_VOCAB, common_args, fmt_bytes, fmt_s, interleaved_timing, machine, med,
                      optimizer_state_bytes, saved_tensor_bytes, setup, storage_ptrs, synthetic_batch)
 
+import seta.models.layer as layer_module
 from seta.models import (DEFAULT_TARGETS, ExpertConfig, architecture_config, attach_experts, build_tiny_model,
                          enable_gradient_checkpointing, prepare_for_kbit_training)
 
@@ -102,6 +110,27 @@ def build_base(args, device):
     return model, vocab
 
 
+class _ZeroDelta(torch.autograd.Function):
+    """`block_delta`'s stand-in for --delta-share: zeros of the delta's shape, zero gradients (no
+    gather, bmm or index_add), so the blocks still get a gradient and the optimizer a step."""
+
+    @staticmethod
+    def forward(ctx, x, blocks, d_out):
+        ctx.inputs = (x.shape, x.dtype, blocks.shape, blocks.dtype)
+        return x.new_zeros(*x.shape[:-1], d_out)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x_shape, x_dtype, b_shape, b_dtype = ctx.inputs
+        gx = gy.new_zeros(x_shape, dtype=x_dtype) if ctx.needs_input_grad[0] else None
+        gb = gy.new_zeros(b_shape, dtype=b_dtype) if ctx.needs_input_grad[1] else None
+        return gx, gb, None
+
+
+def zero_delta(x, blocks, rows, cols, grid, weights=None):
+    return _ZeroDelta.apply(x, blocks, grid.out_features)
+
+
 def lora_param_count(model, targets, r) -> int:
     from seta.models import find_targets
 
@@ -129,6 +158,8 @@ def main():
     p.add_argument("--whole-stack", action="store_true",
                    help="put every layer's whole block stack in AdamW (the layout before working copies) "
                         "instead of the trainer's working copy of the current expert")
+    p.add_argument("--delta-share", action="store_true",
+                   help="also time SETA's step with the block delta replaced by zeros: the delta's share of a step")
     args = p.parse_args()
     device = setup(args)
     if args.arch and device.type != "cuda" and not args.layers:
@@ -184,6 +215,11 @@ def main():
         return run
 
     fns = {"seta": step(seta, opt_s), "lora": step(lora, opt_l)}
+    if args.delta_share:
+        def seta_without_delta():
+            with mock.patch.object(layer_module, "block_delta", zero_delta):
+                fns["seta"]()
+        fns["seta, zero delta"] = seta_without_delta
     times = interleaved_timing(fns, device, args.warmup, args.repeats)
 
     # ---- memory (one more step each, after the timed ones: optimizer state exists) ----------------
@@ -226,6 +262,13 @@ def main():
     ts, tl = med(times["seta"]), med(times["lora"])
     print(f"step time (median of {args.repeats}, {args.warmup} warm-up): SETA {fmt_s(ts)} | "
           f"{'QLoRA' if args.four_bit else 'LoRA'} {fmt_s(tl)} | ratio SETA/LoRA {ts / tl:.3f}  (target <= 1.15)")
+    if args.delta_share:
+        tz = med(times["seta, zero delta"])
+        share = (ts - tz) / ts
+        print(f"delta share of a SETA step: {share:.1%} (step {fmt_s(ts)}, with the delta replaced by zeros "
+              f"{fmt_s(tz)}); {'above' if share > 0.10 else 'within'} 10%: "
+              + ("a fused delta kernel (maintained library or Triton) is the next step" if share > 0.10
+                 else "the gather/bmm/index_add ops are not where a step's time goes"))
     if device.type == "cuda":
         ms, ml = mem["seta"]["peak"], mem["lora"]["peak"]
         print(f"peak memory [resident own model + optimizer state + max_memory_allocated rise during a step]: "

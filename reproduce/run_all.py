@@ -12,14 +12,8 @@ whose code, presets (seta/experiment/presets.py) and reports (seta/experiment/re
 
 from __future__ import annotations
 
-from seta.experiment.command import (_base_factory, _general_table, _load_stream, dry_run, main,  # noqa: F401
+from seta.experiment.command import (_base_factory, _load_stream, dry_run, main,  # noqa: F401
                                      parse_methods, parse_seeds, run)
-
-
-def __getattr__(name):  # PRESETS, QUICK, Preset, with_tasks, _strategy_route, _general_ability, _heldout_ppl
-    from seta.experiment import command
-
-    return getattr(command, name)
 
 
 if __name__ == "__main__":

@@ -78,20 +78,8 @@ def block_delta_reference(x, blocks, rows, cols, grid: BlockGrid, weights=None) 
     return torch.stack(outs)
 
 
-# True where autocast may be on for the CPU or CUDA: one C call (private in torch: without it, always True)
-any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
-_COVERED = ("cpu", "cuda")  # device types `any_autocast` sees (it does not see mps, say; those take the full check)
-
-
-def autocast_off_on_cpu() -> bool:
-    """True only where autocast is certainly off on the CPU (and CUDA): one C call."""
-    return not any_autocast()
-
-
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype `torch.autocast` runs matmuls in on `device` right now, None when it is off there."""
-    if device.type in _COVERED and autocast_off_on_cpu():  # the common case: one C call (decoding calls this per layer)
-        return None
     try:
         on = torch.is_autocast_enabled(device.type)
     except RuntimeError:  # a device type autocast does not know (meta): never on
@@ -208,18 +196,13 @@ def block_delta_add_(y: Tensor, x: Tensor, blocks: Tensor, rows: Tensor, cols: T
 
 
 def delta_add_(y: Tensor, x: Tensor, blocks_t: Tensor, rows: Tensor, cols: Tensor, grid: BlockGrid,
-                wt: Tensor | None, slots: tuple[Tensor, Tensor] | None, autocast_on: bool | None = None) -> Tensor:
+               wt: Tensor | None, slots: tuple[Tensor, Tensor] | None) -> Tensor:
     """`block_delta_add_` without checks, for callers that built valid inputs once (the layer, per route).
 
     blocks_t: (k, b, b) = blocksᵀ per block; wt: None or (k, B, 1, 1) weights; y contiguous, b | d_out;
-    slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True); autocast_on:
-    whether autocast is on for y's device, when the caller already knows (None: looked up here).
+    slots: None when y has blocks' dtype, else torch.unique(rows, return_inverse=True).
     """
-    if autocast_on is None:
-        autocast_on = autocast_dtype(y.device) is not None
-    if not autocast_on:  # at every decoding step of every layer: no context to enter
-        return _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots)
-    with torch.autocast(y.device.type, enabled=False):
+    with _autocast_off(y):
         return _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots)
 
 
@@ -242,5 +225,3 @@ def _delta_add_impl(y, x, blocks_t, rows, cols, grid, wt, slots):
     yr.index_add_(1, uniq, acc.transpose(0, 1).to(y.dtype))
     return y
 
-
-_delta_add_ = delta_add_  # the name before it was public

@@ -25,7 +25,6 @@ from seta.experiment.choices import (ABLATIONS, ALL_METHODS, ASSET_PRESETS, PAPE
                                      QUICK_PRESETS)
 from seta.experiment.failures import (RunInterrupted, check_dir_option, check_writable, exit_code, fail,
                                       install_sigterm_handler, interrupted_message, user_message)
-from seta.experiment.results import general_table as _general_table  # noqa: F401  (tests and sweep use it from here)
 from seta.experiment.options import (_apply_settings, _asset_paths, _load_general, _read_settings,  # noqa: F401
                                      asset_paths, parse_methods, parse_seeds, settings_options)
 from seta.experiment.inputs import _base_factory, _load_stream  # the stream and the base of a run
@@ -33,18 +32,6 @@ from seta.experiment.run_output import report_paths, results_table
 
 # torch, transformers and the presets are imported after the arguments are checked (see main)
 GENERAL_DEFAULT = "mmlu,bbh,piqa"
-
-
-def __getattr__(name):  # PRESETS / QUICK / Preset / with_tasks, for callers that used them from run_all
-    if name in ("PRESETS", "QUICK", "Preset", "with_tasks"):
-        from seta.experiment import presets
-
-        return getattr(presets, name)
-    if name in ("_strategy_route", "_heldout_ppl", "_general_ability"):
-        from seta.inference import routed
-
-        return getattr(routed, name.lstrip("_"))
-    raise AttributeError(name)
 
 
 def dry_run(preset) -> None:

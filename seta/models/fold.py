@@ -44,7 +44,7 @@ def _weight_blocks(layer) -> Tensor:
 
 def can_fold(layer, shared: Counter | None = None) -> bool:
     """Whether `fold_layer` applies to this layer's current route (see the module doc)."""
-    plan = layer._plan
+    plan = layer._route_plan
     if plan is None or not getattr(layer, "foldable", False) or layer.train_blocks is not None \
             or layer._folded is not None:
         return False
@@ -66,7 +66,7 @@ def can_fold(layer, shared: Counter | None = None) -> bool:
 def fold_layer(layer) -> None:
     """W ← W + ΔW of the layer's route (weights of the first example: all rows are equal); the
     layer's forward returns the base output alone until `unfold_layer`."""
-    plan = layer._plan
+    plan = layer._route_plan
     with torch.inference_mode(False):  # the saved blocks must be normal tensors
         wv = _weight_blocks(layer)  # (R, C, b, b) view
         blocks = plan.select(layer.blocks.detach())  # (k, b, b)
@@ -80,7 +80,7 @@ def fold_layer(layer) -> None:
 @torch.no_grad()
 def unfold_layer(layer) -> None:
     """Write the saved blocks of W back (bit-exact) and put the layer on its delta path again."""
-    saved, plan = layer._folded, layer._plan
+    saved, plan = layer._folded, layer._route_plan
     with torch.inference_mode(False):
         wv = _weight_blocks(layer)
         wv[plan.rows, plan.cols] = saved

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seta.core.routing import (FeatureStats, covariance_factor, in_task_threshold, is_out_of_distribution,
-                               mahalanobis, precision_from_factor, sample_pseudo_features)
+from seta.core.routing_stats import (FeatureStats, covariance_factor, in_task_threshold, is_out_of_distribution,
+                                     mahalanobis, precision_from_factor, sample_pseudo_features)
 
 __all__ = ["ExpandableGate", "FeatureCache", "Router", "ROUTING_MODES"]
 
@@ -40,10 +40,6 @@ class ExpandableGate(nn.Module):
         self.feature_dim, self.hidden = int(feature_dim), int(hidden)
         self.trunk = nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU()) if hidden else nn.Identity()
         self.heads = nn.ModuleList()
-
-    @property
-    def n_experts(self) -> int:
-        return len(self.heads)
 
     def add_expert(self) -> int:
         """Append a zero-initialised head (new logit 0 for every z); returns its index."""

@@ -1,4 +1,4 @@
-"""The sparse block adapter layer (docs/method.md §3 and §5).
+"""The sparse block adapter layer (method spec sections 3 and 5).
 
     y = base_layer(x) + Σ_{i routed} w_{n,i} · scatter_rows_i(x[..., cols_i] @ blocks[i]ᵀ)
 
@@ -15,16 +15,15 @@ changed, so a backward pass that recomputes a checkpointed layer sees the same r
 Setting a route builds its `RoutePlan` (`seta.models.route_plan`: block coordinates of the routed
 positions; with a working copy, how to read their blocks), rebuilt wherever an input changes under the
 same route (growth, begin/end of a working copy, device and dtype moves, state-dict loads). `forward`
-is the base output
-plus the plan's delta: with grad disabled (evaluation, `generate`) added in place into the fresh base
-output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from no-grad tensors the
-plan builds once (routed blocksᵀ in the compute dtype, per-example weights, row slots; in-place writes
-to the stack are seen by its version counter; fp32 decoding on the CPU: one C call, `seta.models.cpu_kernel`);
-else (training, ragged output edges, a working copy) through `block_delta`, differentiable, out of place.
-Decoding calls every routed layer at every step, so its Python is kept short (BENCHMARKS.md §2): a
-plain `nn.Linear` base is run as `F.linear` (what its call would run; hooks, a replaced forward,
-subclasses and traces keep the module call), and once a step has taken the kernel, the next step of
-the same batch repeats that call after only the checks whose answer can change (`_decode_again`).
+is the base output plus the plan's delta, computed one of two ways:
+- no autograd (evaluation, `generate`), no working copy, b | d_out: added in place into the fresh base
+  output (`seta.core.blocks.delta_add_`: gather → bmm → (weights) → index_add) from tensors the plan
+  builds once per state of the stack (routed blocksᵀ in the compute dtype, per-example weights, row
+  slots; in-place writes to the stack are seen by its version counter);
+- else (training, ragged output edges, a working copy): `block_delta`, differentiable, out of place.
+Both equal the dense reference base(x) + x ΔWᵀ (tests/models/test_layer_paths.py). Where a whole batch
+has one route and the base is dense, `generate` folds the route into the base weight instead
+(`seta.models.fold`); the layer then returns the base output alone.
 
 Precision: the delta runs in the layer's compute dtype (`compute_dtype`): the dtype `torch.autocast`
 gives matmuls while it is on for the input's device (bf16 training and probes: the delta is run the
@@ -44,34 +43,14 @@ The 4-bit layer is `seta.models.bnb`; which class wraps which linear, `seta.mode
 
 from __future__ import annotations
 
-import importlib
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as _module
 
-from seta.core.blocks import BlockGrid, any_autocast, autocast_dtype, block_delta, blocks_to_dense, delta_add_
+from seta.core.blocks import BlockGrid, autocast_dtype, block_delta, blocks_to_dense, delta_add_
 from seta.models.route_plan import RoutePlan
 from seta.models.working_copy import WorkingCopy
 
-__all__ = ["RoutePlan", "SparseBlockLinear"]
-
-_LINEAR_FORWARD = nn.Linear.forward  # F.linear(x, weight, bias); a patch of the class is seen as one
-_F32, _grad_enabled = torch.float32, torch.is_grad_enabled  # read per decoding step (`_decode_again`)
-_GLOBAL_HOOKS = (_module._global_forward_pre_hooks, _module._global_forward_hooks,
-                 _module._global_backward_pre_hooks, _module._global_backward_hooks)
-
-
-def _plain_linear(m: nn.Module) -> bool:
-    """Whether calling m runs exactly `F.linear(x, m.weight, m.bias)`: an `nn.Linear` (not a subclass)
-    with no hooks of its own or global ones, its forward not replaced (on the instance, as accelerate's
-    offload hooks do, or on the class), its parameters still registered, not compiled, and no jit trace
-    recording the call."""
-    hooked = m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks or any(_GLOBAL_HOOKS)
-    return (type(m) is nn.Linear and nn.Linear.forward is _LINEAR_FORWARD and not hooked and "forward" not in m.__dict__
-            and "weight" in m._parameters and "bias" in m._parameters  # not swapped for plain tensors (FSDP's views)
-            and getattr(m, "_compiled_call_impl", None) is None and not torch._C._get_tracing_state())
+__all__ = ["SparseBlockLinear"]
 
 
 class SparseBlockLinear(WorkingCopy, nn.Module):
@@ -89,7 +68,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.register_buffer("local_ids", torch.zeros(0, dtype=torch.long, device=device))  # (k_l,)
         self.register_buffer("_rows", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("_cols", torch.zeros(0, dtype=torch.long, device=device), persistent=False)
-        self._plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
+        self._route_plan: RoutePlan | None = None  # the current route's plan; None: no route, base only
         self._ragged_out = self.grid.out_features % self.grid.block_size != 0  # no in-place path then
         self.register_parameter("train_blocks", None)  # (k_t, b, b) working copy while a task trains
         self._train_slot: Tensor | None = None  # (k_l,) index into train_blocks, -1 = not trained
@@ -180,7 +159,7 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         self.restore_route((positions, weights))
 
     def get_route(self):
-        return None if self._plan is None else self._plan.route
+        return None if self._route_plan is None else self._route_plan.route
 
     def restore_route(self, route) -> None:
         """Put back a route returned by `get_route` (or None): builds its plan, dropping the old one."""
@@ -188,12 +167,13 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
             raise RuntimeError("the route changed while folded into the base weight (seta.models.fold.folded): "
                                "change routes outside the `folded` block")
         if route is None:
-            self._plan = None
+            self._route_plan = None
             return
         pos = route[0]
         with torch.inference_mode(False):  # normal tensors: training may reuse a route set in eval
-            read_plan = self._read_plan(pos) if self.train_blocks is not None else None  # syncs: once per plan
-            self._plan = RoutePlan(route, self._rows.index_select(0, pos), self._cols.index_select(0, pos), read_plan)
+            copy_index = self._working_copy_index(pos) if self.train_blocks is not None else None  # syncs
+            rows, cols = self._rows.index_select(0, pos), self._cols.index_select(0, pos)
+            self._route_plan = RoutePlan(route, rows, cols, copy_index)
 
     def _replan(self) -> None:
         """Rebuild the current route's plan; called wherever its inputs change under the same route."""
@@ -226,68 +206,35 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
         return w if w.dtype == dtype else w.to(dtype)  # `.to` costs a dispatch even when it returns w
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
-        # Attributes read through the module's own dicts: `nn.Module.__getattr__` costs about a µs per
-        # lookup, and decoding calls every routed layer at every step (BENCHMARKS.md §2).
-        base, params = self._modules["base_layer"], self._parameters
-        plain = not (args or kwargs) and _plain_linear(base)
-        if plain:  # what calling the base would run, without the module call's dispatch
-            result = F.linear(x, base._parameters["weight"], base._parameters["bias"])  # (B, T, d_out)
-        else:
-            result = base(x, *args, **kwargs)  # (B, T, d_out), unchanged base output
-        plan = self._plan
-        if plan is None:
-            return result
-        if plain and plan.decode is not None and self._decode_again(plan.decode, x, result):
-            return result  # the next decoding step of the same batch: the kernel call, few checks
-        if self._folded is not None:  # the base weight holds W + ΔW of this route
-            if torch.is_grad_enabled():
-                raise RuntimeError("forward with gradients while the route is folded into the base weight: "
-                                   "train outside `seta.models.fold.folded`")
-            return result
-        stack, training = params["blocks"], params["train_blocks"] is not None
-        autocast = autocast_dtype(x.device)
-        dtype = autocast or stack.dtype  # `compute_dtype(x)`
-        if not (torch.is_grad_enabled() or self._ragged_out or training) and result.is_contiguous():
-            # no autograd: in place into the fresh base output, from the plan's no-grad tensors
-            ng = plan.no_grad_tensors(stack, dtype, self.grid)
-            wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
-            if ng.fused is not None and ng.fused(result, x, wt):  # decoding sizes on the CPU: one C call
-                if plain and x.dim() > 1:  # its checks made: the next step of this batch skips them
-                    g = self.grid
-                    plan.decode = (ng, x.shape[0], wt, 0 if wt is None else wt.data_ptr(), g.in_features,
-                                   g.out_features, ng.fused.max_numel, ng.fused.run)
-                return result
-            slots = None if result.dtype == dtype else ng.slots  # sum per row block in dtype, round once
-            return delta_add_(result, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots,
-                              autocast_on=autocast is not None)
-        # differentiable, out of place: grads reach the working copy, or scatter back to the stack
-        blocks = plan.select(stack) if not training else self._read(plan.positions, plan.read_plan)
+        """base_layer(x) + the route's delta (the module doc)."""
+        y = self.base_layer(x, *args, **kwargs)  # (B, T, d_out), the unchanged base output
+        plan = self._route_plan
+        if plan is None or self._route_in_base_weight():
+            return y
+        dtype = self.compute_dtype(x)
+        if not (torch.is_grad_enabled() or self.train_blocks is not None or self._ragged_out) and y.is_contiguous():
+            return self._add_delta_no_grad(y, x, plan, dtype)
+        blocks = plan.select(self.blocks) if self.train_blocks is None else self._read(plan.positions, plan.copy_index)
         w = self._example_weights(plan.weights, x.shape[0], 0, dtype)  # (B, k) | None
         delta = block_delta(x.to(dtype), blocks.to(dtype), plan.rows, plan.cols, self.grid, w)  # (B, T, d_out)
-        return result + delta.to(result.dtype)
+        return y + delta.to(y.dtype)
 
-    def _decode_again(self, checked: tuple, x: Tensor, y: Tensor) -> bool:
-        """The kernel call of the plan's last no-grad forward again, for the next decoding step of the
-        same batch, with only the checks whose answer can have changed since: True when it added the
-        delta into y (= F.linear(x, W, b) just computed: fp32 when x is, contiguous, no grad), else
-        False (y untouched) and the full path decides. What was checked then and holds still: the
-        route (the same plan), the compute dtype fp32 (no autocast), the stack's values (its version),
-        and the weights for this batch size (the same tensor, kept alive here with its address).
-        `checked`: (no-grad tensors, batch, weights, their address, d_in, d_out, most x.numel(), the
-        kernel's `run`), recorded by `forward`."""
-        ng, batch, _, wt_ptr, d_in, d_out, max_numel, run = checked
-        params = self._parameters
-        stack = params["blocks"]
-        if (_grad_enabled() or self._folded is not None or params["train_blocks"] is not None
-                or ng.stack() is not stack or ng.version != stack._version  # `ng.current(stack)`, without a frame
-                or any_autocast() or x.dtype is not _F32 or not x.is_cpu or not x.is_contiguous()):
+    def _route_in_base_weight(self) -> bool:
+        """Whether `seta.models.fold` folded the route into the base weight (the base output holds its
+        delta then); training through a folded route is refused."""
+        if self._folded is None:
             return False
-        shape, numel = x.shape, x.numel()  # (B, T, d_in): one Size for three reads
-        if (len(shape) < 2 or shape[0] != batch or shape[-1] != d_in or not 0 < numel <= max_numel
-                or y.shape[-1] != d_out):  # no tokens, too many, or a base weight of another shape
-            return False
-        n = numel // d_in  # tokens
-        return run(y.data_ptr(), x.data_ptr(), wt_ptr, n, n // batch)
+        if torch.is_grad_enabled():
+            raise RuntimeError("forward with gradients while the route is folded into the base weight: "
+                               "train outside `seta.models.fold.folded`")
+        return True
+
+    def _add_delta_no_grad(self, y: Tensor, x: Tensor, plan: RoutePlan, dtype: torch.dtype) -> Tensor:
+        """y += x ΔWᵀ in place (y contiguous, fresh from the base), from the plan's no-grad tensors."""
+        ng = plan.no_grad_tensors(self.blocks, dtype)
+        wt = self._example_weights(ng.wt, x.shape[0], 1, dtype)  # (k, B, 1, 1) | None
+        slots = None if y.dtype == dtype else ng.slots  # sum per row block in dtype, round once
+        return delta_add_(y, x, ng.blocks_t, plan.rows, plan.cols, self.grid, wt, slots)
 
     # ---- deployment -----------------------------------------------------------------------------
     def dense_delta(self, positions: Tensor) -> Tensor:
@@ -304,15 +251,3 @@ class SparseBlockLinear(WorkingCopy, nn.Module):
     def extra_repr(self) -> str:
         g = self.grid
         return f"out={g.out_features}, in={g.in_features}, block_size={g.block_size}, blocks={self.n_blocks}"
-
-
-_MOVED = {"SparseBlockLinear4bit": "seta.models.bnb", "keep_4bit_differentiable": "seta.models.loading",
-          **dict.fromkeys(("wrap_linear", "supported_linear", "DISPATCHERS"), "seta.models.dispatch")}
-
-
-def __getattr__(name: str):
-    """Names that lived here before the 4-bit layer, the dispatch and the bitsandbytes work-around
-    got their own modules: still importable from `seta.models.layer`."""
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

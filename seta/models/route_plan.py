@@ -1,19 +1,15 @@
 """A layer's route and what its forward reads (`seta.models.layer.SparseBlockLinear`): the block
 coordinates of the routed positions, and, built at the first no-grad forward, the in-place path's
-tensors (routed blocksᵀ in the compute dtype, per-example weights, row slots, the CPU kernel bound to
-them), rebuilt when the stack's values change (its version counter)."""
+tensors (routed blocksᵀ in the compute dtype, per-example weights, row slots), rebuilt when the
+stack's values change (its version counter)."""
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
-
-from seta.core.blocks import BlockGrid
-from seta.models.cpu_kernel import fused_delta
 
 __all__ = ["NoGradTensors", "RoutePlan"]
 
@@ -28,15 +24,13 @@ class NoGradTensors:
     blocks_t: Tensor  # (k, b, b) routed blocksᵀ in dtype (weights equal for every example folded in)
     wt: Tensor | None  # (k, B, 1, 1) per-example weights in dtype, or None
     slots: tuple[Tensor, Tensor]  # torch.unique(rows, return_inverse=True)
-    fused: Callable | None  # `seta.models.cpu_kernel.fused_delta` of blocks_t (fp32 on the CPU), else None
 
     def current(self, stack: Tensor) -> bool:
         """Whether these tensors still hold the stack's values. The one staleness check: every in-place
         write to the stack (optimizer steps, `write`, end_training, state-dict and checkpoint loads, users)
         bumps its version counter, as autograd's saved-tensor check relies on; a new Parameter or storage
         comes with a rebuilt plan, and a deep copy's stack is another object (compared by identity);
-        writes through `.data` would go unseen (seta makes none to blocks). `SparseBlockLinear._decode_again`
-        inlines this expression (a frame per routed layer per decoding step counts there)."""
+        writes through `.data` would go unseen (seta makes none to blocks)."""
         return self.stack() is stack and self.version == stack._version
 
 
@@ -48,9 +42,8 @@ class RoutePlan:
     route: tuple  # (positions (k,) sorted, weights (B, k) | None), what `get_route` returns
     rows: Tensor  # (k,) block rows of the routed positions
     cols: Tensor  # (k,) block columns
-    read_plan: tuple | None  # `_read_plan` of the positions while a working copy exists, else None
+    copy_index: tuple | None  # `_working_copy_index` of the positions while a working copy exists, else None
     no_grad: NoGradTensors | None = None  # built at the first no-grad forward (`no_grad_tensors`)
-    decode: tuple | None = None  # what the last kernel call was checked for (`SparseBlockLinear._decode_again`)
 
     positions = property(lambda self: self.route[0])  # (k,)
     weights = property(lambda self: self.route[1])  # (B, k) | None
@@ -61,10 +54,10 @@ class RoutePlan:
         pos = self.positions
         return stack if pos.numel() == stack.shape[0] else stack.index_select(0, pos)
 
-    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype, grid: BlockGrid) -> NoGradTensors:
+    def no_grad_tensors(self, stack: nn.Parameter, dtype: torch.dtype) -> NoGradTensors:
         """The in-place path's tensors for the stack's current values in dtype, built once: weights equal
         for every example (one expert for the batch) folded into blocksᵀ (in the blocks' dtype, then cast),
-        a contiguous copy of the routed blocksᵀ and, fp32 on the CPU, the kernel bound to it (`fused_delta`)."""
+        and a contiguous copy of the routed blocksᵀ."""
         ng = self.no_grad
         if ng is None or ng.dtype != dtype or not ng.current(stack):
             w = self.weights
@@ -77,7 +70,6 @@ class RoutePlan:
                     wt = w.t().to(dtype).contiguous()[:, :, None, None]  # (k, B, 1, 1)
                 slots = torch.unique(self.rows, return_inverse=True)
                 blocks_t = routed.to(dtype).transpose(1, 2).contiguous()  # (k, b, b)
-                fused = fused_delta(blocks_t, self.rows, self.cols, grid)
-                ng = NoGradTensors(dtype, weakref.ref(stack), stack._version, blocks_t, wt, slots, fused)
+                ng = NoGradTensors(dtype, weakref.ref(stack), stack._version, blocks_t, wt, slots)
             self.no_grad = ng
         return ng

@@ -67,22 +67,22 @@ class WorkingCopy:
         pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1).to(self.blocks.device)
         if self.train_blocks is None:
             return self.blocks.index_select(0, pos)
-        return self._read(pos, self._read_plan(pos))
+        return self._read(pos, self._working_copy_index(pos))
 
-    def _read_plan(self, pos: Tensor):
+    def _working_copy_index(self, pos: Tensor):
         """How `_read` assembles pos (k,) from stack and working copy: None when pos is exactly the
         trained blocks, else (hit (h,), src (h,)): the entries of pos that are trained, and their rows
-        in the working copy. Synchronises with the device: built once per route plan."""
+        in the working copy. Synchronises with the device: built once per `RoutePlan`."""
         slot = self._train_slot.index_select(0, pos)  # (k,)
         if pos.numel() == self.train_blocks.shape[0] and bool((slot == torch.arange(pos.numel(), device=pos.device)).all()):
             return None
         hit = torch.nonzero(slot >= 0).reshape(-1)
         return hit, slot.index_select(0, hit)
 
-    def _read(self, pos: Tensor, plan) -> Tensor:
-        if plan is None:
+    def _read(self, pos: Tensor, copy_index) -> Tensor:
+        if copy_index is None:
             return self.train_blocks  # the trained blocks, in order
-        hit, src = plan
+        hit, src = copy_index
         out = self.blocks.detach().index_select(0, pos)
         return out if hit.numel() == 0 else out.index_copy(0, hit, self.train_blocks.index_select(0, src))
 

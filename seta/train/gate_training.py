@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seta.core.routing import routing_distillation_kl
+from seta.core.routing_stats import routing_distillation_kl
 
 
 @dataclass(frozen=True)

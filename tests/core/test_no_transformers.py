@@ -50,10 +50,10 @@ if "seta.core.anchoring" in mods:
     from seta.core.anchoring import elastic_anchor_penalty
     assert float(elastic_anchor_penalty(torch.ones(2, 2, 2), torch.zeros(2, 2, 2), torch.ones(2, 2, 2), torch.ones(2))) == 4.0
     calls.append("anchoring")
-if "seta.core.routing" in mods:
-    from seta.core.routing import FeatureStats
+if "seta.core.routing_stats" in mods:
+    from seta.core.routing_stats import FeatureStats
     assert FeatureStats(3).update(torch.randn(10, 3)).n == 10
-    calls.append("routing")
+    calls.append("routing_stats")
 if "seta.core.metrics" in mods:
     from seta.core.metrics import backward_transfer
     assert backward_transfer([[1.0, 0.0], [0.5, 1.0]]) == -0.5
@@ -70,6 +70,6 @@ def test_core_works_without_transformers_and_upper_layers():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["leaked"] == [] and report["upper"] == []
-    for name in ("blocks", "sensitivity", "anchoring", "routing", "metrics"):
+    for name in ("blocks", "sensitivity", "anchoring", "routing_stats", "metrics"):
         assert f"seta.core.{name}" in report["modules"]
         assert name in report["calls"]

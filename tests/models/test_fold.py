@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models_helpers import VOCAB, randomise_blocks, tiny_seta, two_task_seta
+from models_helpers import VOCAB, fresh_base, randomise_blocks, tiny_seta, two_task_seta
 from seta.models.fold import can_fold, folded
 
 
@@ -69,8 +69,8 @@ def test_folded_logits_and_tokens_equal_the_delta_path(arch, route):
 
 
 def test_the_route_acts_inside_the_fold():
-    """Folding is not a no-op: with the route folded, the plain base (no seta wrappers' delta) gives the
-    routed logits, which differ from the base's."""
+    """Folding is not a no-op: the base model holding the folded weights (no seta wrappers, no delta)
+    gives the routed logits, which differ from the base's."""
     seta = _model()
     ids, mask = _ids()
     seta.set_task(0)
@@ -79,12 +79,12 @@ def test_the_route_acts_inside_the_fold():
         with seta.no_experts():
             base = seta(input_ids=ids, attention_mask=mask).logits
         with folded(seta):
-            plans = {n: layer._plan for n, layer in seta.layers.items()}
-            for layer in seta.layers.values():
-                layer._plan = None  # forward = base_layer(x) alone, reading the folded weight
-            inside = seta(input_ids=ids, attention_mask=mask).logits
-            for n, layer in seta.layers.items():
-                layer._plan = plans[n]
+            weights = {n: layer.base_layer.weight.clone() for n, layer in seta.layers.items()}
+    plain = fresh_base()
+    with torch.no_grad():
+        for n, w in weights.items():
+            plain.get_submodule(n).weight.copy_(w)
+        inside = plain(input_ids=ids, attention_mask=mask).logits
     assert (routed - base).abs().max() > 1e-3
     torch.testing.assert_close(inside, routed, rtol=1e-5, atol=1e-5)
 

@@ -174,7 +174,7 @@ def test_cached_covariance_factor_gives_the_same_draws_gate_and_distances_as_ref
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(fast.pseudo_features(7, g1)[0], slow.pseudo_features(7, g2, cached=False)[0])
     # the Mahalanobis precision comes from the same cached factor: equal to the direct inverse
-    from seta.core.routing import precision_matrix
+    from seta.core.routing_stats import precision_matrix
     for t in fast.tasks:
         torch.testing.assert_close(fast._precision(t), precision_matrix(fast.stats[t].covariance(0.1)))
     # observing more features invalidates the cached factor

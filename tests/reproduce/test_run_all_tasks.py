@@ -6,6 +6,7 @@ from click.testing import CliRunner
 from reproduce_helpers import load_script
 
 from seta.data import Example, Stream, Task, synthetic_stream, write_manifest, write_trace
+from seta.experiment.presets import PRESETS, with_tasks
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +24,12 @@ def stream_dir(tmp_path):
 
 
 def test_tasks_choose_and_order_the_stream(run_all, stream_dir, tmp_path):
-    cfg = run_all.with_tasks(run_all.PRESETS["llama2-7b"], "gamma, alpha", stream_dir)
+    cfg = with_tasks(PRESETS["llama2-7b"], "gamma, alpha", stream_dir)
     assert "order" not in cfg.stream
     assert [t.name for t in run_all._load_stream(cfg, stream_dir, seed=0)] == ["gamma", "alpha"]
-    assert [t.name for t in run_all._load_stream(run_all.PRESETS["tiny"], stream_dir, seed=0)] == ["alpha", "beta", "gamma"]
+    assert [t.name for t in run_all._load_stream(PRESETS["tiny"], stream_dir, seed=0)] == ["alpha", "beta", "gamma"]
     write_trace(synthetic_stream(seed=0, n_train=2, n_eval=1, n_test=1), tmp_path / "trace")
-    cfg = run_all.with_tasks(run_all.PRESETS["tiny"], "FOMC", tmp_path / "trace")
+    cfg = with_tasks(PRESETS["tiny"], "FOMC", tmp_path / "trace")
     assert [t.name for t in run_all._load_stream(cfg, tmp_path / "trace", seed=0)] == ["FOMC"]
 
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seta.core.routing import (
+from seta.core.routing_stats import (
     FeatureStats,
     in_task_threshold,
     is_out_of_distribution,
