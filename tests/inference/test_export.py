@@ -133,6 +133,7 @@ def test_export_on_smollm2_equals_seta_routed_to_the_task(tmp_path):
     from peft import PeftModel
 
     from seta.models import ExpertConfig, attach_experts, load_base_model, load_tokenizer
+    from seta.models.fold import folded
 
     seta = attach_experts(load_base_model(str(folder), dtype="float32"), ExpertConfig(block_size=64))
     torch.manual_seed(0)
@@ -141,8 +142,13 @@ def test_export_on_smollm2_equals_seta_routed_to_the_task(tmp_path):
     out = export_expert(seta, 0, tmp_path / "peft")
     enc = load_tokenizer(str(folder))(["Q: What is the capital of France?\nA:"], return_tensors="pt")
     with torch.no_grad(), seta.use_expert(ids):
-        want = seta(**enc).logits
+        with folded(seta) as n:  # SETA's generation path for one expert on a dense base: W + Δ folded in
+            want = seta(**enc).logits
+        delta_path = seta(**enc).logits  # W x + Δ x
     plain = PeftModel.from_pretrained(load_base_model(str(folder), dtype="float32"), out)
     with torch.no_grad():
         got = plain(**enc).logits
+    assert n > 0
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    # (W + Δ) x against W x + Δ x: float32 rounding over 30 layers, as between SETA's own two paths
+    torch.testing.assert_close(got, delta_path, atol=1e-4, rtol=0)
