@@ -140,3 +140,19 @@ def test_osf_by_name_on_a_4bit_preset_stops_in_one_line_before_loading(tmp_path)
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "osf needs a dense base" in res.output and "4-bit" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_method_list_leaves_osf_out_on_a_4bit_preset_and_says_so(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from seta.experiment import command
+
+    calls = []
+    monkeypatch.setattr(command, "run", lambda cfg, names, *a, **k: calls.append(names))
+    (tmp_path / "model").mkdir(), (tmp_path / "data").mkdir()
+    args = ["--preset", "llama2-7b", "--model", str(tmp_path / "model"), "--data-dir", str(tmp_path / "data"),
+            "--out", str(tmp_path / "out")]
+    res = CliRunner().invoke(command.main, args)
+    assert res.exit_code == 0, res.output
+    assert "osf left out" in res.output and "4-bit" in res.output
+    assert "osf" not in calls[0] and "arrow" in calls[0]
