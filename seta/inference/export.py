@@ -75,7 +75,8 @@ def shira_entries(seta, task: int) -> tuple[int, dict[str, tuple[torch.Tensor, t
     return r, out
 
 
-def export_expert(seta, task: int, out_dir, base_model_name_or_path: str | None = None, note: dict | None = None) -> Path:
+def export_expert(seta, task: int, out_dir, base_model_name_or_path: str | None = None,
+                  note: dict | None = None) -> Path:
     """Write `task`'s expert of SetaModel `seta` to out_dir as a peft SHiRA adapter (the model is unchanged)."""
     from peft import ShiraConfig
     from peft.utils import SAFETENSORS_WEIGHTS_NAME
