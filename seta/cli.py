@@ -6,11 +6,12 @@
     seta generate  route prompts through a saved adapter's gate and generate (text or JSONL)
     seta eval      score a saved adapter on a stream directory: scores, routing and the R row
     seta merge     a dense HF checkpoint: the base with one task's expert folded in
+    seta export    one task's expert as a standard peft adapter (SHiRA), loadable without seta
     seta info      what a saved adapter holds: tasks, blocks, sharing, growth, routing statistics
 
 This module is the click group (the `seta` console script); the sub-commands live in `seta.commands`:
 `seta run` is `seta.experiment.command.main`, plan and train are in `seta/commands/training.py`,
-generate, eval, merge and info in `seta/commands/adapter.py`, what they share in `seta/commands/common.py`.
+generate, eval, merge, export and info in `seta/commands/adapter.py`, what they share in `seta/commands/common.py`.
 
 Bad input ends with one line (`Error: ...`) and a non-zero exit. torch is imported only after the
 arguments have been checked.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import click
 
 from seta import __version__
-from seta.commands.adapter import evaluate, generate, info, merge
+from seta.commands.adapter import evaluate, export, generate, info, merge
 from seta.commands.common import CONTEXT, user_errors  # noqa: F401  (were defined here)
 from seta.commands.training import plan, train
 from seta.experiment.command import main as run_command
@@ -40,6 +41,7 @@ main.add_command(train)
 main.add_command(generate)
 main.add_command(evaluate)
 main.add_command(merge)
+main.add_command(export)
 main.add_command(info)
 
 

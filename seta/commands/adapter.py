@@ -1,6 +1,6 @@
 """The commands on a saved adapter: `seta generate` (routed generation, text or JSONL), `seta eval`
 (scores, routing and the R row on a stream directory), `seta merge` (a dense HF checkpoint with one
-task's expert folded in) and `seta info` (tasks, blocks, sharing, growth, routing statistics).
+task's expert folded in), `seta export` (one task's expert as a peft SHiRA adapter) and `seta info` (tasks, blocks, sharing, growth, routing statistics).
 A bad adapter folder fails (its card is read) before any model is loaded."""
 
 from __future__ import annotations
@@ -126,6 +126,26 @@ def merge(adapter, task, out):
     path = merge_adapter(adapter, task, out)
     click.echo(f"wrote {path}: the base with the expert of {task} folded in; load it with "
                f"transformers.AutoModelForCausalLM.from_pretrained({str(path)!r})")
+
+
+# ---- export -------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@_adapter_arg
+@click.option("--task", required=True, help="The task whose expert is exported.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the peft adapter.")
+@user_errors
+def export(adapter, task, out):
+    """Write one task's expert of ADAPTER as a standard peft adapter (SHiRA: the task's blocks as sparse
+    entries of each target weight), loadable with peft alone (ADAPTER unchanged)."""
+    from seta.inference.card import read_card
+
+    card = read_card(adapter)  # a bad folder, an unknown task or a 4-bit base fail before any model is loaded
+    _quiet_hf()
+    from seta.inference.export import export_adapter
+
+    path = export_adapter(adapter, task, out)
+    click.echo(f"wrote {path}: the expert of {task} as a peft SHiRA adapter; load it with "
+               f"peft.PeftModel.from_pretrained(base, {str(path)!r}) on the base {card['base'].get('model')}")
 
 
 # ---- info ---------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ seta.experiment.presets builds the presets themselves; `tests/reproduce` checks 
 
 # the default list: SETA, its two diagnostic ablations (oracle routing: routing errors vs forgetting; raw
 # allocation: the allocation rule), and every baseline
-ALL_METHODS = ["seta", "seta-oracle", "seta-raw", "seqft-sparse", "seq-lora", "o-lora", "ewc", "replay", "lwf",
-               "independent", "mtl"]
+ALL_METHODS = ["seta", "seta-oracle", "seta-raw", "seqft-sparse", "seq-lora", "o-lora", "arrow", "osf", "ewc", "replay",
+               "lwf", "independent", "mtl"]
 ABLATIONS = ["seta-no-anchor", "seta-no-reuse", "seta-no-routing-reg", "seta-soft"]
 PRESET_NAMES = ["llama2-7b", "qwen3-4b", "smollm2", "tiny"]
 QUICK_PRESETS = ["smollm2", "tiny"]  # presets with a --quick variant

@@ -111,6 +111,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         cfg = QUICKS[preset] if quick else PRESETS[preset]
         if four_bit:
             cfg = replace(cfg, load_in_4bit=True)
+        names = _dense_only_methods(names, cfg, methods == ",".join(ALL_METHODS))
         if cfg.assets:  # the fetched model, stream and BBH folder, unless given
             if data_dir is not None:  # the preset's task list names the fetched stream's tasks, not this one's
                 cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "tasks"})
@@ -144,6 +145,18 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if message is None:
             raise
         fail(message)
+
+
+def _dense_only_methods(names: list[str], cfg, default_list: bool) -> list[str]:
+    """osf on a 4-bit base: left out of the default method list (with a line saying so), a usage error
+    when asked for by name (peft's OSF decomposes and rewrites dense weights)."""
+    if not cfg.load_in_4bit or "osf" not in names:
+        return names
+    why = "peft's OSF takes an SVD of each target weight and merges into it, which a 4-bit (NF4) base cannot hold"
+    if not default_list:
+        raise click.UsageError(f"osf needs a dense base: {why}; drop osf from --methods or run without 4-bit")
+    click.echo(f"osf left out: {why} (run it on a dense base)")
+    return [n for n in names if n != "osf"]
 
 
 def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, progress: bool, general=None,

@@ -18,6 +18,8 @@ STRATEGIES = {
     "seqft-sparse": ("sparse:SparseBlocks", {}),
     "seq-lora": ("lora:SeqLoRA", None),
     "o-lora": ("lora:OLoRA", None),
+    "arrow": ("arrow:Arrow", None),
+    "osf": ("osf:OSF", None),
     "ewc": ("ewc:EWC", {}),
     "replay": ("replay:Replay", {}),
     "lwf": ("lwf:LwF", {}),
