@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from seta.inference.adapter_files import check_adapter
 from seta.inference.card import (base_factory_from_card, card_routing, check_base, load_base_from_card,
                                  load_card_tokenizer, read_card)
 from seta.inference.deploy import adapter_info, merge_adapter
@@ -63,6 +64,7 @@ class SetaAdapter:
         if not issubclass(strategy_class(card["method"]), Seta):
             raise ValueError(f"{directory} is an adapter of {card['method']}, which has no gate; routed inference "
                              "needs a SETA adapter (seta or one of its ablations)")
+        check_adapter(directory, card)
         model = load_base_from_card(card, base, device_map)
         check_base(card, model, directory)
         seta = SetaModel.from_pretrained(model, directory)
