@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from seta.commands.common import CONTEXT, _quiet_hf, user_errors
-from seta.experiment.failures import check_dir_option
+from seta.experiment.failures import check_dir_option, check_writable
 from seta.inference.prompts import check_answer_budget, check_prompts, read_prompts_jsonl
 
 
@@ -125,6 +125,7 @@ def merge(adapter, task, out):
     names = [t["name"] for t in card["tasks"]]
     if task not in names:
         raise click.BadParameter(f"unknown task {task!r}; the adapter has: {', '.join(names)}", param_hint="--task")
+    check_writable(out)  # before the base is loaded
     _quiet_hf()
     path = merge_adapter(adapter, task, out)
     click.echo(f"wrote {path}: the base with the expert of {task} folded in; load it with "

@@ -103,8 +103,9 @@ def user_message(err: BaseException, out_dir: Path | None = None) -> str | None:
     if out_dir is not None and _no_space(err, out_dir):
         return (f"no space left on the device of {out_dir}: free some space (or choose another --out), then rerun "
                 "the same command with --resume; finished tasks are kept")
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return f"no space left on the device of {err.filename or 'the output folder'}: free some space, then rerun"
+    if _no_space(err, Path.cwd()):
+        where = getattr(err, "filename", None) or "the output folder (--out)"
+        return f"no space left on the device of {where}: free some space (or choose another --out), then rerun"
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         where = err.filename or out_dir or "a file"
         return f"cannot write to {where} ({err.strerror}); choose a writable folder"

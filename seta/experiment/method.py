@@ -125,7 +125,7 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     n_old, n_new = len(old_tasks), len(new_tasks)
     more = epochs or int(train.epochs[-1])
     train = replace(train, epochs=tuple(train.epochs_for(i) for i in range(n_old)) + (more,) * n_new)
-    sparse, seta_cfg = card_configs(card)
+    sparse, seta_cfg = card_configs(card, Path(adapter_dir) / "seta_adapter.json")
     cfg = Preset(name=card.get("preset") or "adapter", train=train, sparse=sparse, seta=seta_cfg)
     tokenizer = load_card_tokenizer(card)
     factory = base_factory_from_card(card)

@@ -100,25 +100,32 @@ def _check_source(src, path, key) -> None:
               'an object of n_train, n_eval, n_test (or give "data_dir")', syn)
 
 
-def _check_train_config(cfg, path) -> None:
+def build_config(cls, values, path, key: str):
+    """cls(**values) of a dataclass read from a card, every field's type checked first (nested dataclasses
+    too): ValueError naming `path` and the key otherwise."""
+    import dataclasses
     import typing
 
-    from seta.train.config import TrainConfig
     from seta.train.setting_types import check_value, type_name
 
-    _need(isinstance(cfg, dict), path, "train_config", "an object", cfg)
-    hints = typing.get_type_hints(TrainConfig)
-    for k, v in cfg.items():
-        if k not in hints:
-            raise damaged(path, f"train_config has an unknown field {_shown(k)}")
+    _need(isinstance(values, dict), path, key, "an object", values)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in values.items():
+        if k not in known:
+            raise damaged(path, f"{key} has an unknown field {_shown(k)}")
+        if dataclasses.is_dataclass(hints[k]):
+            kwargs[k] = build_config(hints[k], v, path, f"{key}.{k}")
+            continue
         try:
-            check_value(v, hints[k])
+            kwargs[k] = check_value(v, hints[k])
         except ValueError:
-            raise damaged(path, f"train_config.{k} must be {type_name(hints[k])}, got {_shown(v)}") from None
+            raise damaged(path, f"{key}.{k} must be {type_name(hints[k])}, got {_shown(v)}") from None
     try:
-        TrainConfig.from_dict(cfg)
+        return cls(**kwargs)
     except ValueError as err:
-        raise damaged(path, f"train_config: {err}") from None
+        raise damaged(path, f"{key}: {' '.join(str(err).split())}") from None
 
 
 def check_card(card: dict, path) -> None:
@@ -151,7 +158,9 @@ def check_card(card: dict, path) -> None:
         _check_source(t.get("source"), path, f"{key}.source")
     names = [t["name"] for t in tasks]
     _need(len(set(names)) == len(names), path, "tasks", "tasks of distinct names", names)
-    _check_train_config(card.get("train_config"), path)
+    from seta.train.config import TrainConfig
+
+    build_config(TrainConfig, card.get("train_config"), path, "train_config")
     for key in ("sparse_config", "seta_config"):
         if key in card or key == "sparse_config":
             _need(isinstance(card.get(key), dict), path, key, "an object", card.get(key))
@@ -223,7 +232,31 @@ def _check_config(cfg: dict, path) -> None:
                                            for v in layers.values()), path, "layers", "an object of [out, in] shapes", layers)
     _need(isinstance(reg, dict) and _is_int(reg.get("n_blocks"), 0) and isinstance(reg.get("experts"), list), path,
           "registry", "an object with n_blocks and experts", reg)
-    _need(isinstance(router, dict) and _is_int(router.get("feature_dim"), 1), path, "router", "an object with a feature_dim", router)
+    n = reg["n_blocks"]
+    _need(all(isinstance(e, list) and len(e) == 2 and _is_int(e[0], 0) and isinstance(e[1], list)
+              and all(_is_int(i, 0) and i < n for i in e[1]) for e in reg["experts"]), path, "registry.experts",
+          f"a list of [task, [block ids below {n}]]", reg["experts"])
+    _need(isinstance(router, dict) and _is_int(router.get("feature_dim"), 1) and _is_int(router.get("hidden"), 0)
+          and isinstance(router.get("shrinkage"), (int, float)) and isinstance(router.get("diagonal"), bool), path,
+          "router", "an object with feature_dim, hidden, shrinkage and diagonal", router)
+    tasks, thresholds = router.get("tasks"), router.get("thresholds")
+    _need(isinstance(tasks, list) and tasks == list(range(len(tasks))), path, "router.tasks", "the task ids 0, 1, ...", tasks)
+    _need(isinstance(thresholds, dict) and all(k.isdigit() and int(k) < len(tasks) and isinstance(v, (int, float))
+                                               for k, v in thresholds.items()), path, "router.thresholds",
+          "an object of task id: number", thresholds)
+
+
+def _router_tensor_fits(name: str, shape: list, router: dict) -> bool:
+    """router.gate.heads.<t>.* (shapes known for a linear gate) and router.stats.<t>.{mean, m2, n}."""
+    parts, d, tasks = name.split("."), router["feature_dim"], len(router["tasks"])
+    if len(parts) < 4 or parts[0] != "router" or not parts[3 if parts[1] == "gate" else 2].isdigit():
+        return False
+    if parts[1] == "gate" and parts[2] == "heads" and int(parts[3]) < tasks:
+        return router["hidden"] > 0 or {"weight": shape == [1, d], "bias": shape == [1]}.get(parts[-1], False)
+    if parts[1] == "stats" and int(parts[2]) < tasks and len(parts) == 4:
+        m2 = [d] if router["diagonal"] else [d, d]
+        return {"mean": shape == [d], "m2": shape == m2, "n": shape == []}.get(parts[3], False)
+    return False
 
 
 def _check_tensors(header: dict, cfg: dict, path) -> None:
@@ -240,7 +273,7 @@ def _check_tensors(header: dict, cfg: dict, path) -> None:
         elif name in ("anchors.values", "anchors.fisher"):
             ok = len(shape) == 3 and shape[1:] == [b, b]
         else:
-            ok = name.startswith("router.")
+            ok = _router_tensor_fits(name, shape, cfg["router"])
         if not ok:
             raise damaged(path, f"tensor {_shown(name)} of shape {shape} does not match {CONFIG_NAME} (block size {b})")
     if any(n not in header for n in ("anchors.ids", "anchors.values", "anchors.fisher")):

@@ -128,15 +128,15 @@ def card_routing(card: dict) -> dict | None:
     return {"mode": seta["routing"], "soft_k": int(seta["soft_k"]), "null_expert": bool(seta["null_expert"])}
 
 
-def card_configs(card: dict):
-    """(SparseConfig, SetaConfig) the adapter was trained with."""
-    from seta.train.gate_training import GateTrainConfig
+def card_configs(card: dict, where=CARD_NAME):
+    """(SparseConfig, SetaConfig) the adapter was trained with (ValueError naming `where` for a bad field)."""
     from seta.train.strategies.seta import SetaConfig
     from seta.train.strategies.sparse import SparseConfig
 
+    from seta.inference.adapter_files import build_config
+
     sparse, seta = _split_card_configs(card)
-    sparse["target_modules"] = tuple(sparse["target_modules"])
-    return SparseConfig(**sparse), SetaConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
+    return build_config(SparseConfig, sparse, where, "sparse_config"), build_config(SetaConfig, seta, where, "seta_config")
 
 
 # ---- the base and tokenizer an adapter names ------------------------------------------------------

@@ -18,10 +18,10 @@ def merge_adapter(adapter_dir, task: str, out_dir) -> Path:
     (W + Δ_{S_task}), loadable by plain `transformers`, equal in outputs to SETA with `task` routed.
 
     A fresh copy of the base is loaded for it: the adapter folder, and any model loaded from it, are left
-    untouched. Dense bases only: a 4-bit base cannot hold W + Δ exactly (ValueError)."""
+    untouched. Dense bases only: a 4-bit base cannot hold W + Δ exactly (ValueError). SETA adapters only: a
+    method without a gate (a sparse-block baseline) has no per-task expert to fold in (ValueError). The
+    adapter's files are checked before the base is loaded; a failed write leaves no out_dir behind."""
     from seta.models import SetaModel
-
-    from seta.experiment.failures import check_writable
 
     card = read_card(adapter_dir)
     if not has_gate(card):
@@ -36,7 +36,6 @@ def merge_adapter(adapter_dir, task: str, out_dir) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} exists and is not an empty folder; choose a new folder")
-    check_writable(out)
     check_adapter(adapter_dir, card)
     model = load_base_from_card(card)
     check_base(card, model, adapter_dir)
