@@ -134,12 +134,9 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def error_boundary(fn=None, *, out_dir=None):
+def error_boundary(fn):
     """Decorator of an entry point: a user's failure (`user_message`) ends with one `Error: ...` line and
     exit 1 (click's ClickException); click's own errors and a bug (traceback) pass through unchanged."""
-    if fn is None:
-        return functools.partial(error_boundary, out_dir=out_dir)
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -147,7 +144,7 @@ def error_boundary(fn=None, *, out_dir=None):
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as err:  # noqa: BLE001  (mapped below; anything else is re-raised)
-            message = user_message(err, out_dir)
+            message = user_message(err)
             if message is None:
                 raise
             raise click.ClickException(printable(message)) from None

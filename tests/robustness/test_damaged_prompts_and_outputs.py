@@ -20,7 +20,7 @@ def test_invalid_utf8_on_the_command_line(tiny_adapter, tmp_path):
 
 @pytest.mark.parametrize("content, expect", [
     ('{"prompt": "fine"}\n{"prompt": "\\ud800 lone"}\n', "line 2: the prompt is not UTF-8 text"),
-    (b'{"prompt": "caf\xe9"}\n', "is not UTF-8 text (byte 14)"),
+    (b'{"prompt": "caf\xe9"}\n', "is not UTF-8 text (byte 15)"),
     ('{"prompt": ' + "[" * 100_000 + "\n", "line 1: its JSON nests too deeply"),
     ('{"prompt": ["a"]}\n', 'expected an object with a "prompt" string'),
 ])
