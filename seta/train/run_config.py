@@ -36,11 +36,6 @@ from seta.train.setting_types import check_value, from_text, type_name
 SECTIONS = ("train", "sparse", "seta", "ewc", "lwf", "gate")
 NESTED = {"gate": ("seta", "gate")}  # a section that is a field of another: gate.* = seta.gate.*
 GATE_SPELLINGS = ("seta.gate.", "sparse.gate.")  # other spellings of gate.* (the second: before the split)
-# settings that lived in `sparse` before SETA's, EWC's and LwF's got their own sections
-MOVED = {"sparse.beta": "seta.beta", "sparse.anchor_lambda": "seta.anchor_lambda (SETA) and ewc.lam (EWC)",
-         "sparse.routing": "seta.routing", "sparse.soft_k": "seta.soft_k", "sparse.null_expert": "seta.null_expert",
-         "sparse.null_quantile": "seta.null_quantile", "sparse.fisher_gamma": "ewc.gamma",
-         "sparse.lwf_alpha": "lwf.alpha", "sparse.lwf_temperature": "lwf.temperature"}
 
 
 class ConfigError(ValueError):
@@ -254,9 +249,6 @@ def resolve(settings: dict, file_data: dict | None = None, overrides=(), *, sour
 
 
 def _checked(key, value, known, where, text: bool):
-    if key in MOVED:
-        raise ConfigError(f"{where}: {key} is now {MOVED[key]} (SETA's, EWC's and LwF's own settings have their "
-                          "own sections; list them with --show-settings)")
     if key not in known:
         sections = sorted({k.split(".", 1)[0] for k in known}, key=SECTIONS.index)
         raise ConfigError(f"{where}: unknown setting {key!r}{_close(key, known)}; the settings are "
