@@ -133,7 +133,7 @@ def check_card(card: dict, path) -> None:
     from seta.train.strategies import STRATEGIES
 
     _need(_is_int(card.get("version"), 1), path, "version", "a positive integer", card.get("version"))
-    _need(card.get("method") in STRATEGIES, path, "method", f"one of {', '.join(STRATEGIES)}", card.get("method"))
+    _need(isinstance(card.get("method"), str) and card["method"] in STRATEGIES, path, "method", f"one of {', '.join(STRATEGIES)}", card.get("method"))
     _need(card.get("preset") is None or printable_name(card["preset"]), path, "preset", "a name", card.get("preset"))
     base = card.get("base")
     _need(isinstance(base, dict), path, "base", "an object", base)
@@ -216,7 +216,7 @@ def safetensors_header(path) -> dict:
     header.pop("__metadata__", None)
     body = size - 8 - n
     for name, e in header.items():
-        ok = (isinstance(e, dict) and e.get("dtype") in _ITEMSIZE and isinstance(e.get("shape"), list)
+        ok = (isinstance(e, dict) and isinstance(e.get("dtype"), str) and e["dtype"] in _ITEMSIZE and isinstance(e.get("shape"), list)
               and len(e["shape"]) <= 8 and all(_is_int(s, 0) for s in e["shape"]) and isinstance(e.get("data_offsets"), list)
               and len(e["data_offsets"]) == 2 and all(_is_int(o, 0) for o in e["data_offsets"]))
         if not ok or not e["data_offsets"][0] <= e["data_offsets"][1] <= body or (
