@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from seta.experiment.command import run
+from seta.experiment.failures import check_writable, error_boundary
 from seta.experiment.presets import PRESETS, QUICK
 from seta.train.strategies import STRATEGIES, SetaOwnConfig, SparseConfig
 
@@ -61,6 +62,7 @@ def _summary(out_dir: Path, method: str) -> dict:
 @click.option("--resume", is_flag=True, help="Continue unfinished runs from their last finished task.")
 @click.option("--quick", is_flag=True, help="Smoke sizes of the tiny preset (one epoch, few examples).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@error_boundary
 def main(param, values, method, references, preset, seeds, out, model_path, data_dir, resume, quick, no_progress):
     """Run METHOD once per value of PARAM and plot OP and BWT against it."""
     if param in CHOICES:
@@ -81,24 +83,22 @@ def main(param, values, method, references, preset, seeds, out, model_path, data
     if cfg.needs_model_path and (model_path is None or data_dir is None):
         raise click.UsageError(f"--preset {preset} needs --model PATH and --data-dir PATH")
     out_dir = Path(out or f"results/sweep-{param}")
+    check_writable(out_dir)
     cast = int if param in ("probe_batches", "fisher_batches", "soft_k") else str if param in CHOICES else float
-    try:
-        rows = []
-        for v in vals:
-            try:
-                section = SECTION[param]
-                point = replace(cfg, **{section: replace(getattr(cfg, section), **{param: cast(v)})})
-            except ValueError as err:
-                raise click.BadParameter(str(err), param_hint="--values")
-            run_dir = out_dir / f"{param}={v if isinstance(v, str) else format(v, 'g')}"
-            run(point, [method], seed_list, run_dir, model_path, data_dir, resume, not no_progress)
-            rows.append({"value": v, **{k: _summary(run_dir, method).get(k) for k in KEYS}})
-        ref_rows = {}
-        if refs:
-            run(cfg, refs, seed_list, out_dir / "references", model_path, data_dir, resume, not no_progress)
-            ref_rows = {m: {k: _summary(out_dir / "references", m).get(k) for k in ("OP", "BWT", "LA")} for m in refs}
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err))
+    rows = []
+    for v in vals:
+        try:
+            section = SECTION[param]
+            point = replace(cfg, **{section: replace(getattr(cfg, section), **{param: cast(v)})})
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--values")
+        run_dir = out_dir / f"{param}={v if isinstance(v, str) else format(v, 'g')}"
+        run(point, [method], seed_list, run_dir, model_path, data_dir, resume, not no_progress)
+        rows.append({"value": v, **{k: _summary(run_dir, method).get(k) for k in KEYS}})
+    ref_rows = {}
+    if refs:
+        run(cfg, refs, seed_list, out_dir / "references", model_path, data_dir, resume, not no_progress)
+        ref_rows = {m: {k: _summary(out_dir / "references", m).get(k) for k in ("OP", "BWT", "LA")} for m in refs}
     write_sweep(out_dir, param, method, seed_list, rows, ref_rows)
 
 

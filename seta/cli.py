@@ -13,8 +13,9 @@ This module is the click group (the `seta` console script); the sub-commands liv
 `seta run` is `seta.experiment.command.main`, plan and train are in `seta/commands/training.py`,
 generate, eval, merge, export and info in `seta/commands/adapter.py`, what they share in `seta/commands/common.py`.
 
-Bad input ends with one line (`Error: ...`) and a non-zero exit. torch is imported only after the
-arguments have been checked.
+Bad input ends with one line (`Error: ...`) and a non-zero exit: every sub-command runs inside the one
+error boundary (`seta.experiment.failures.error_boundary`). torch is imported only after the arguments
+have been checked.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import click
 
 from seta import __version__
 from seta.commands.adapter import evaluate, export, generate, info, merge
-from seta.commands.common import CONTEXT, user_errors  # noqa: F401  (were defined here)
+from seta.commands.common import CONTEXT
 from seta.commands.training import plan, train
 from seta.experiment.command import main as run_command
-from seta.inference.prompts import read_prompts_jsonl  # noqa: F401  (was defined here)
 
 
 @click.group(context_settings=CONTEXT)

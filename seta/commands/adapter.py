@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from seta.commands.common import CONTEXT, _quiet_hf, user_errors
-from seta.experiment.failures import check_dir_option
-from seta.inference.prompts import read_prompts_jsonl
+from seta.experiment.failures import check_dir_option, check_writable
+from seta.inference.prompts import check_answer_budget, check_prompts, read_prompts_jsonl
 
 
 def _adapter_arg(fn):
@@ -44,6 +44,7 @@ def _load_adapter(adapter: Path, base=None):
 def generate(adapter, prompts, prompt_file, task, max_new_tokens, batch_size, as_jsonl, base):
     """Answer PROMPTs (or --file) with ADAPTER, each routed through the gate: prints the routed task
     ([null] = the base model alone) and the answer."""
+    check_prompts(prompts)
     rows = [{"prompt": p} for p in prompts]
     if prompt_file is not None:
         if prompt_file != "-" and not Path(prompt_file).is_file():
@@ -54,6 +55,8 @@ def generate(adapter, prompts, prompt_file, task, max_new_tokens, batch_size, as
     ad = _load_adapter(adapter, base)
     if task is not None:
         ad.task_index(task)
+    if max_new_tokens is not None:
+        check_answer_budget(ad, max_new_tokens, [r["prompt"] for r in rows])
     out = ad.generate([r["prompt"] for r in rows], task=task, max_new_tokens=max_new_tokens, batch_size=batch_size)
     for row, g in zip(rows, out):
         if as_jsonl or prompt_file is not None:
@@ -122,6 +125,7 @@ def merge(adapter, task, out):
     names = [t["name"] for t in card["tasks"]]
     if task not in names:
         raise click.BadParameter(f"unknown task {task!r}; the adapter has: {', '.join(names)}", param_hint="--task")
+    check_writable(out)  # before the base is loaded
     _quiet_hf()
     path = merge_adapter(adapter, task, out)
     click.echo(f"wrote {path}: the base with the expert of {task} folded in; load it with "
@@ -176,6 +180,9 @@ def info(adapter, as_json):
     click.echo(f"blocks: {d['blocks_allocated']} allocated of {d['blocks_total']} (b={d['block_size']}), "
                f"{d['blocks_shared']} shared by 2+ tasks; growth |∪S|/Σ|S| = {d['growth_ratio']:.3f}")
     r = d["routing"]
+    if r is None:
+        click.echo(f"routing: none ({d['method']} has no gate: its blocks are deployed together)")
+        return
     line = f"routing: {r['mode']}{' (k=' + str(r['soft_k']) + ')' if r['mode'] == 'soft' else ''}, null expert {'on' if r['null_expert'] else 'off'}"
     if r.get("train_routing_acc") is not None:
         line += f"; accuracy in training {r['train_routing_acc']:.1f}% ({r.get('train_null_routed')} routed to null)"

@@ -1,32 +1,22 @@
 """What the `seta` sub-commands share: click's context settings, `user_errors`, a quiet transformers.
 
-Bad input ends with one line (`Error: ...`) and a non-zero exit. torch is imported only after the
-arguments have been checked.
+Bad input ends with one line (`Error: ...`) and a non-zero exit: `user_errors` is the package's one
+error boundary (`seta.experiment.failures.error_boundary`). torch is imported only after the arguments
+have been checked.
 """
 
 from __future__ import annotations
 
-import functools
-
 import click
+
+from seta.experiment.failures import error_boundary
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
-def user_errors(fn):
-    """ValueError / FileNotFoundError / NotADirectoryError from the package: `Error: <one line>`, exit 1."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-            raise click.ClickException(_one_line(err)) from None
-
-    return wrapper
+user_errors = error_boundary
+"""A damaged input, a missing or unwritable path, a package error: `Error: <one line>`, exit 1; a bug keeps
+its traceback (see `error_boundary`)."""
 
 
 def _quiet_hf() -> None:

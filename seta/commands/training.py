@@ -17,6 +17,7 @@ from seta.experiment.options import settings_options
 @click.command(context_settings=CONTEXT)
 @click.option("--preset", type=click.Choice(sorted(PRESET_NAMES)), default="tiny", show_default=True)
 @click.option("--quick", is_flag=True, help="The smoke-run sizes of the preset (tiny, smollm2).")
+@user_errors
 def plan(preset, quick):
     """Print the memory plan of a preset (what `seta run --dry-run` prints)."""
     if quick and preset not in QUICK_PRESETS:

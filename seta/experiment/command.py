@@ -138,9 +138,7 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         fail(interrupted_message(err), exit_code(err))
     except KeyboardInterrupt as err:  # before any method started
         fail(interrupted_message(RunInterrupted(None, None, None, type(err).__name__ == "Terminated")), 130)
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(" ".join(str(err).split()))
-    except Exception as err:  # noqa: BLE001  (OSError, torch's RuntimeError, SafetensorError: disk and folders)
+    except Exception as err:  # noqa: BLE001  (the one boundary's mapping: failures.user_message; a bug re-raised)
         message = user_message(err, out_dir)
         if message is None:
             raise

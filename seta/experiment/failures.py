@@ -1,14 +1,23 @@
 """What the command lines say when a run cannot go on: one line that says what to do, non-zero exit.
 
+`error_boundary` is the one boundary of every entry point (`seta ...`, reproduce/run_all.py and
+sweep.py, `seta-lm-eval`): the package's own errors (ValueError and its ConfigError, FileNotFoundError)
+and the library errors a damaged input or a full disk raises (UnicodeError, JSON/YAML errors,
+safetensors' SafetensorError, OSError on a path) become one `Error: ...` line, exit 1; anything else is
+a bug and keeps its traceback. The line is printable: control characters, ANSI escapes and bidi
+overrides are shown escaped.
+
 No torch or transformers here: argument checks run in milliseconds, before anything heavy is imported.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import shutil
 import signal
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import click
@@ -81,17 +90,66 @@ def _no_space(err: BaseException, out_dir: Path) -> bool:
     return False
 
 
-def user_message(err: BaseException, out_dir: Path) -> str | None:
-    """The one line for a failure the user can fix (disk full, unwritable folder), else None."""
-    if _no_space(err, out_dir):
+def _library_input_error(err: BaseException) -> bool:
+    """An error of a library reading a damaged file: safetensors' SafetensorError, PyYAML's YAMLError."""
+    module = type(err).__module__ or ""
+    return module.split(".")[0] in ("safetensors", "yaml") and isinstance(err, Exception)
+
+
+def user_message(err: BaseException, out_dir: Path | None = None) -> str | None:
+    """The one line for a failure the user can fix (a damaged input, disk full, an unwritable or missing
+    path), else None (a bug: the caller lets its traceback through). out_dir: the run's output folder,
+    named for a full disk (runs can be resumed)."""
+    if out_dir is not None and _no_space(err, out_dir):
         return (f"no space left on the device of {out_dir}: free some space (or choose another --out), then rerun "
                 "the same command with --resume; finished tasks are kept")
+    if _no_space(err, Path.cwd()):
+        where = getattr(err, "filename", None) or "the output folder (--out)"
+        return f"no space left on the device of {where}: free some space (or choose another --out), then rerun"
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        where = err.filename or out_dir
-        return f"cannot write to {where} ({err.strerror}); choose a writable --out"
+        where = err.filename or out_dir or "a file"
+        return f"cannot write to {where} ({err.strerror}); choose a writable folder"
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) and err.filename is None:
+        return str(err)  # the package's own, with its message
     if isinstance(err, OSError):
-        return f"{err.strerror or err} ({err.filename or out_dir}); fix it, then rerun the same command with --resume"
+        where = err.filename or out_dir
+        tail = "; fix it, then rerun the same command with --resume" if out_dir is not None else "; fix it and rerun"
+        return f"{err.strerror or err} ({where}){tail}" if where else f"{err}{tail}"
+    if isinstance(err, ValueError):  # the package's own, ConfigError, UnicodeError, json's JSONDecodeError
+        return str(err)
+    if _library_input_error(err):
+        return f"a file could not be read or written ({type(err).__name__}: {err}); check the files given"
     return None
+
+
+def printable(text: str) -> str:
+    """`text` on one line with every unprintable character (control, ANSI escape, bidi override, lone
+    surrogate) shown as its escape, so that a message cannot rewrite the terminal."""
+    out = []
+    for ch in " ".join(str(text).split()):
+        if ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Cs", "Co"):
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
+def error_boundary(fn):
+    """Decorator of an entry point: a user's failure (`user_message`) ends with one `Error: ...` line and
+    exit 1 (click's ClickException); click's own errors and a bug (traceback) pass through unchanged."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: BLE001  (mapped below; anything else is re-raised)
+            message = user_message(err)
+            if message is None:
+                raise
+            raise click.ClickException(printable(message)) from None
+
+    return wrapper
 
 
 def interrupted_message(err: RunInterrupted) -> str:
@@ -121,5 +179,5 @@ def exit_code(err: RunInterrupted) -> int:
 
 def fail(message: str, code: int = 1):
     """Print 'Error: message' on stderr as one line and exit with `code` (click's format for errors)."""
-    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    click.echo(f"Error: {printable(message)}", err=True)
     raise SystemExit(code)

@@ -12,12 +12,26 @@ from dataclasses import replace
 from pathlib import Path
 
 
+LOAD_KEYS = ("max_train", "max_eval", "max_test")  # what `seta.experiment.inputs._load_stream` passes load_trace
+
+
 def stream_sources(cfg, data_dir, seed: int) -> dict:
-    """Where the tasks of `cfg`'s stream come from, as the card records it (one dict for every task)."""
+    """Where the tasks of `cfg`'s stream come from, as the card records it (one dict for every task): a
+    stream directory with the split sizes load_trace was given, or the synthetic stream's arguments."""
     if data_dir is not None:
-        load = {k: v for k, v in cfg.stream.items() if k not in ("order", "tasks")}
+        load = {k: v for k, v in cfg.stream.items() if k in LOAD_KEYS}
         return {"data_dir": str(Path(data_dir).resolve()), "load": load, "seed": seed}
     return {"synthetic": {k: v for k, v in cfg.stream.items() if k not in ("order", "tasks")}, "seed": seed}
+
+
+def check_block_size(model, sparse) -> None:
+    """ValueError unless sparse.block_size is at most the largest dimension of the target matrices: a larger
+    block would be padded, training (and counting) parameters that do not exist."""
+    dims = [getattr(m, attr) for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in sparse.target_modules
+            for attr in ("in_features", "out_features") if isinstance(getattr(m, attr, None), int)]
+    if dims and sparse.block_size > max(dims):
+        raise ValueError(f"sparse.block_size {sparse.block_size} is larger than every target matrix of the model "
+                         f"(largest dimension {max(dims)}); set sparse.block_size to at most {max(dims)}")
 
 
 def load_tasks(source: dict, names: list[str]) -> list:
@@ -28,7 +42,8 @@ def load_tasks(source: dict, names: list[str]) -> list:
         if not Path(source["data_dir"]).is_dir():
             raise FileNotFoundError(f"the data of tasks {names} were read from {source['data_dir']}, which no longer "
                                     "exists; put the stream directory back there")
-        return list(load_trace(source["data_dir"], tasks=names, seed=source["seed"], **source.get("load", {})))
+        load = {k: v for k, v in source.get("load", {}).items() if k in LOAD_KEYS}  # what the run loaded with
+        return list(load_trace(source["data_dir"], tasks=names, seed=source["seed"], **load))
     return list(synthetic_stream(seed=source["seed"], order=list(names), **source["synthetic"]))
 
 
@@ -47,6 +62,7 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
 
     train_cfg = replace(cfg.train, seed=seed)
     base = factory()
+    check_block_size(base, cfg.sparse)
     hashes = base_hashes(base)
     seta_cfg = replace(cfg.seta, gate=replace(cfg.seta.gate, seed=seed))  # the gate's seed follows the run's
     strategy = build_strategy(name, base, tokenizer, cfg.sparse, seta=seta_cfg, ewc=cfg.ewc, lwf=cfg.lwf)
@@ -93,10 +109,12 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     from seta.train.strategies import strategy_class
 
     card = read_card(adapter_dir)
+    from seta.inference.adapter_files import check_adapter
     from seta.train.strategies.seta import Seta
 
     if not issubclass(strategy_class(card["method"]), Seta):
         raise ValueError(f"{adapter_dir} is an adapter of {card['method']}; tasks can be added to SETA adapters only")
+    check_adapter(adapter_dir, card)
     old_names = [t["name"] for t in card["tasks"]]
     clash = sorted(set(old_names) & {t.name for t in new_tasks})
     if clash:
@@ -108,7 +126,7 @@ def continue_adapter(adapter_dir, new_tasks: list, new_sources: list[dict], out_
     n_old, n_new = len(old_tasks), len(new_tasks)
     more = epochs or int(train.epochs[-1])
     train = replace(train, epochs=tuple(train.epochs_for(i) for i in range(n_old)) + (more,) * n_new)
-    sparse, seta_cfg = card_configs(card)
+    sparse, seta_cfg = card_configs(card, Path(adapter_dir) / "seta_adapter.json")
     cfg = Preset(name=card.get("preset") or "adapter", train=train, sparse=sparse, seta=seta_cfg)
     tokenizer = load_card_tokenizer(card)
     factory = base_factory_from_card(card)

@@ -30,8 +30,11 @@ def write_result(run_dir: Path, res, seed: int, info: dict, data: dict) -> Path:
     record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed, "run": info, "data": data}
     path = run_dir / "result.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, default=str, indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(record, default=str, indent=1))
+        tmp.replace(path)
+    finally:  # a full disk leaves no .tmp behind
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from seta.inference.adapter_files import check_adapter
 from seta.inference.card import (base_factory_from_card, card_routing, check_base, load_base_from_card,
                                  load_card_tokenizer, read_card)
 from seta.inference.deploy import adapter_info, merge_adapter
@@ -63,6 +64,7 @@ class SetaAdapter:
         if not issubclass(strategy_class(card["method"]), Seta):
             raise ValueError(f"{directory} is an adapter of {card['method']}, which has no gate; routed inference "
                              "needs a SETA adapter (seta or one of its ablations)")
+        check_adapter(directory, card)
         model = load_base_from_card(card, base, device_map)
         check_base(card, model, directory)
         seta = SetaModel.from_pretrained(model, directory)
@@ -84,7 +86,7 @@ class SetaAdapter:
         card's prompt cap leaves room for."""
         if task is None:
             return max((int(t["max_new_tokens"]) for t in self.card["tasks"]),
-                       default=int(self.card["train_config"]["max_new_tokens"]))
+                       default=int(self.card["train_config"].get("max_new_tokens", 16)))
         return int(self.card["tasks"][task]["max_new_tokens"])
 
     def _stop(self, task: int | None) -> str | None:
@@ -175,11 +177,13 @@ class SetaAdapter:
         from seta.eval.generate import generate
         from seta.eval.scorers import score
 
-        cfg = self.card["train_config"]
+        from seta.train.config import TrainConfig
+
+        cfg = TrainConfig.from_dict(self.card["train_config"])  # checked by read_card; missing fields: defaults
         scores, routed_counts, hits, total = {}, {}, 0, 0
         for task in tasks:
             j = self.tasks.index(task.name) if task.name in self.tasks else None
-            exs = list(task.test)[: cfg["max_eval_examples"]] if cfg.get("max_eval_examples") else list(task.test)
+            exs = list(task.test)[: cfg.max_eval_examples] if cfg.max_eval_examples else list(task.test)
             if not exs:
                 raise ValueError(f"task {task.name} has no test examples to score")
             prompts = [e.prompt for e in exs]
@@ -195,7 +199,7 @@ class SetaAdapter:
 
             preds = generate(self.seta, self.tokenizer, self._encode(prompts), max_new_tokens=self._budget(j),
                              stop_text=self._stop(j),
-                             batch_size=int(cfg["eval_batch_size"]), before_batch=before,
+                             batch_size=cfg.eval_batch_size, before_batch=before,
                              after_batch=lambda idx: self.seta.clear_route(), progress=progress,
                              desc=f"eval {task.name}")
             scores[task.name] = float(score(task.metric, preds, [e.answer for e in exs], sources=prompts))

@@ -10,6 +10,8 @@
                  stop (its answer delimiter, or null), source}]
         train_config, sparse_config (the blocks), seta_config (SETA's own, with the gate's), prompt_cap
         (cards written before the split hold one flat sparse_config: `card_configs` reads both)
+        sha256: {"seta_config.json": hex, "seta_model.safetensors": hex}, checked on load (cards without
+        it are loaded after the other checks of `seta.inference.adapter_files`)
 
 A task's `source` says where its data came from ({"data_dir": absolute path} or {"synthetic": kwargs,
 "seed": s}), so that `seta train --from ADAPTER` can continue the stream and score the earlier tasks.
@@ -20,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+
+from seta.inference.adapter_files import _shown, check_card, check_routing, read_json_file
 
 CARD_NAME = "seta_adapter.json"
 CARD_FORMAT = "seta-adapter"
@@ -44,11 +48,25 @@ def base_hashes(model) -> dict:
 
 
 def write_card(directory, card: dict) -> Path:
+    """The card of the adapter saved in `directory`, with the sha256 of its two files."""
+    from seta.inference.adapter_files import files_sha256
+
     path = Path(directory) / CARD_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"format": CARD_FORMAT, "version": 1, **card}, indent=1, default=str))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps({"format": CARD_FORMAT, "version": 1, **card, "sha256": files_sha256(directory)},
+                                  indent=1, default=str))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def has_gate(card: dict) -> bool:
+    """Whether the card's method routes through a gate (SETA and its ablations); no torch."""
+    from seta.train.strategies import STRATEGIES
+
+    return STRATEGIES[card["method"]][0] == "seta:Seta"
 
 
 def read_card(directory) -> dict:
@@ -66,14 +84,14 @@ def read_card(directory) -> dict:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (d / name).is_file():
             raise ValueError(f"{d} is an incomplete adapter folder: {name} is missing")
-    try:
-        card = json.loads((d / CARD_NAME).read_text())
-    except ValueError as err:
-        raise ValueError(f"{d / CARD_NAME} is not valid JSON ({err})") from None
-    if card.get("format") != CARD_FORMAT or not card.get("tasks"):
-        raise ValueError(f"{d / CARD_NAME} is not a SETA adapter card (format {card.get('format')!r})")
+    card = read_json_file(d / CARD_NAME, "card")
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(f"{d / CARD_NAME} is not a SETA adapter card (format {_shown(card.get('format'))})")
     if card.get("base") is None:
         raise ValueError(f"{d} does not record its base model; retrain it with `seta train` or `seta run`")
+    check_card(card, d / CARD_NAME)
+    if has_gate(card):
+        check_routing(_split_card_configs(card)[1], d / CARD_NAME)
     return card
 
 
@@ -101,21 +119,36 @@ def _split_card_configs(card: dict) -> tuple[dict, dict]:
     return sparse, seta
 
 
-def card_routing(card: dict) -> dict:
-    """{"mode", "soft_k", "null_expert"}: how the adapter routes at inference (no torch)."""
+def card_routing(card: dict) -> dict | None:
+    """{"mode", "soft_k", "null_expert"}: how the adapter routes at inference (no torch); None for a method
+    without a gate (the sparse-block baselines)."""
+    if not has_gate(card):
+        return None
     seta = _split_card_configs(card)[1]
     return {"mode": seta["routing"], "soft_k": int(seta["soft_k"]), "null_expert": bool(seta["null_expert"])}
 
 
+<<<<<<< HEAD
 def card_configs(card: dict):
     """(SparseConfig, SetaOwnConfig) the adapter was trained with."""
     from seta.train.gate_training import GateTrainConfig
     from seta.api import SetaOwnConfig
+=======
+def card_configs(card: dict, where=CARD_NAME):
+    """(SparseConfig, SetaConfig) the adapter was trained with (ValueError naming `where` for a bad field)."""
+    from seta.train.strategies.seta import SetaConfig
+>>>>>>> robust
     from seta.train.strategies.sparse import SparseConfig
 
+    from seta.inference.adapter_files import build_config
+
     sparse, seta = _split_card_configs(card)
+<<<<<<< HEAD
     sparse["target_modules"] = tuple(sparse["target_modules"])
     return SparseConfig(**sparse), SetaOwnConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
+=======
+    return build_config(SparseConfig, sparse, where, "sparse_config"), build_config(SetaConfig, seta, where, "seta_config")
+>>>>>>> robust
 
 
 # ---- the base and tokenizer an adapter names ------------------------------------------------------

@@ -4,9 +4,11 @@ task's expert) and `adapter_info` (what the adapter holds, read from its files).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from seta.inference.card import card_routing, check_base, load_base_from_card, load_card_tokenizer, read_card
+from seta.inference.adapter_files import check_adapter
+from seta.inference.card import card_routing, check_base, has_gate, load_base_from_card, load_card_tokenizer, read_card
 
 __all__ = ["merge_adapter", "adapter_info"]
 
@@ -16,10 +18,15 @@ def merge_adapter(adapter_dir, task: str, out_dir) -> Path:
     (W + Δ_{S_task}), loadable by plain `transformers`, equal in outputs to SETA with `task` routed.
 
     A fresh copy of the base is loaded for it: the adapter folder, and any model loaded from it, are left
-    untouched. Dense bases only: a 4-bit base cannot hold W + Δ exactly (ValueError)."""
+    untouched. Dense bases only: a 4-bit base cannot hold W + Δ exactly (ValueError). SETA adapters only: a
+    method without a gate (a sparse-block baseline) has no per-task expert to fold in (ValueError). The
+    adapter's files are checked before the base is loaded; a failed write leaves no out_dir behind."""
     from seta.models import SetaModel
 
     card = read_card(adapter_dir)
+    if not has_gate(card):
+        raise ValueError(f"cannot merge {adapter_dir}: it is an adapter of {card['method']}, which has no gate and "
+                         "deploys all its blocks together, not one expert per task; merge SETA adapters only")
     names = [t["name"] for t in card["tasks"]]
     if task not in names:
         raise ValueError(f"unknown task {task!r}; the adapter has: {', '.join(names)}")
@@ -29,17 +36,27 @@ def merge_adapter(adapter_dir, task: str, out_dir) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} exists and is not an empty folder; choose a new folder")
+    check_adapter(adapter_dir, card)
     model = load_base_from_card(card)
     check_base(card, model, adapter_dir)
     seta = SetaModel.from_pretrained(model, adapter_dir)
     t = names.index(task)
     dense = seta.merge_and_unload(seta.registry.expert(t))
-    out.mkdir(parents=True, exist_ok=True)
-    dense.save_pretrained(out)
-    load_card_tokenizer(card).save_pretrained(out)
-    (out / "seta_merge.json").write_text(json.dumps(
-        {"adapter": str(Path(adapter_dir).resolve()), "task": task, "blocks": int(seta.registry.expert(t).numel()),
-         "base": card["base"]}, indent=1))
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        dense.save_pretrained(out)
+        load_card_tokenizer(card).save_pretrained(out)
+        (out / "seta_merge.json").write_text(json.dumps(
+            {"adapter": str(Path(adapter_dir).resolve()), "task": task, "blocks": int(seta.registry.expert(t).numel()),
+             "base": card["base"]}, indent=1))
+    except BaseException:  # a full disk, Ctrl-C: no half-written checkpoint is left to be mistaken for one
+        if existed:
+            for p in out.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out
 
 
@@ -54,6 +71,7 @@ def adapter_info(adapter_dir) -> dict:
 
     d = Path(adapter_dir)
     card = read_card(d)
+    check_adapter(d, card)
     cfg = json.loads((d / CONFIG_NAME).read_text())
     reg = OwnershipRegistry.from_dict(cfg["registry"])
     with safe_open(str(d / WEIGHTS_NAME), framework="pt") as f:

@@ -94,10 +94,23 @@ class SetaLM(RoutedLM):
 
 
 def main() -> None:
-    """``seta-lm-eval``: lm-eval's command line with the ``seta`` model registered."""
-    from lm_eval.__main__ import cli_evaluate
+    """``seta-lm-eval``: lm-eval's command line with the ``seta`` model registered, inside the package's error
+    boundary (a damaged or missing adapter: one ``Error: ...`` line, exit 1)."""
+    import click
 
-    cli_evaluate()
+    from seta.experiment.failures import error_boundary
+
+    @error_boundary
+    def evaluate():
+        from lm_eval.__main__ import cli_evaluate
+
+        cli_evaluate()
+
+    try:
+        evaluate()
+    except click.ClickException as err:
+        err.show()
+        raise SystemExit(err.exit_code) from None
 
 
 if __name__ == "__main__":

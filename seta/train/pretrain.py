@@ -129,11 +129,12 @@ def cached_pretrained_base(build_model, model_config: dict, tokenizer, texts: li
     losses = pretrain(model, tokenizer, texts, cfg, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + "."))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "losses": losses[:: max(1, len(losses) // 50)], "final_loss": losses[-1]}, indent=1))
-    if path.exists():  # another process won the race
-        shutil.rmtree(tmp)
-    else:
-        os.replace(tmp, path)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "losses": losses[:: max(1, len(losses) // 50)], "final_loss": losses[-1]}, indent=1))
+        if not path.exists():  # else another process won the race
+            os.replace(tmp, path)
+    finally:  # a full disk or Ctrl-C leaves no half-written folder in the cache
+        shutil.rmtree(tmp, ignore_errors=True)
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), path

@@ -36,11 +36,6 @@ from seta.train.setting_types import check_value, from_text, type_name
 SECTIONS = ("train", "sparse", "seta", "ewc", "lwf", "gate")
 NESTED = {"gate": ("seta", "gate")}  # a section that is a field of another: gate.* = seta.gate.*
 GATE_SPELLINGS = ("seta.gate.", "sparse.gate.")  # other spellings of gate.* (the second: before the split)
-# settings that lived in `sparse` before SETA's, EWC's and LwF's got their own sections
-MOVED = {"sparse.beta": "seta.beta", "sparse.anchor_lambda": "seta.anchor_lambda (SETA) and ewc.lam (EWC)",
-         "sparse.routing": "seta.routing", "sparse.soft_k": "seta.soft_k", "sparse.null_expert": "seta.null_expert",
-         "sparse.null_quantile": "seta.null_quantile", "sparse.fisher_gamma": "ewc.gamma",
-         "sparse.lwf_alpha": "lwf.alpha", "sparse.lwf_temperature": "lwf.temperature"}
 
 
 class ConfigError(ValueError):
@@ -48,31 +43,95 @@ class ConfigError(ValueError):
 
 
 # ------------------------------------------------------------------------------------- reading files
+MAX_CONFIG_BYTES, MAX_DEPTH = 1 << 20, 8  # a run's settings fit in a few KiB and nest 4 levels
+
+
+def _load_yaml(text: str, path):
+    """YAML without aliases, anchors or duplicate keys (an alias bomb expands a 1 KB file to gigabytes)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{path}:{mark.line + 1}: YAML anchors and aliases (&, *) are not accepted in a "
+                                  "config file; write the value out")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: a key must be a name, not "
+                                      f"{type(key).__name__}")
+                if key in seen:
+                    raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: key {key!r} is given twice; keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+    except ConfigError:
+        raise
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{path}: a value cannot be read ({' '.join(str(err).split())[:80]})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem}); fix that line") from None
+
+
+def _load_json(text: str, path):
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ConfigError(f"{path}: key {twice[0]!r} is given twice in one object; keep one")
+        return dict(pairs)
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); fix that line") from None
+    except ConfigError:
+        raise
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{path}: a value cannot be read ({' '.join(str(err).split())[:80]})") from None
+
+
+def _depth(value) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())]
+    return depth
+
+
 def read_config_file(path) -> dict:
     """{section: {field: value}} from a ``.json``, ``.yaml`` or ``.yml`` file (syntax and sections checked;
-    fields are checked by `resolve`)."""
+    fields are checked by `resolve`). At most 1 MiB of UTF-8, nested at most 8 levels; no YAML anchors or
+    aliases; no key twice."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"config file {path}: name it .json, .yaml or .yml (the suffix picks the format)")
-    text = path.read_text(encoding="utf-8-sig")
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); fix that line") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"{where}: not valid YAML ({problem}); fix that line") from None
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size} bytes; a config file holds at most "
+                          f"{MAX_CONFIG_BYTES} (a few settings)")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    try:
+        data = _load_json(text, path) if suffix == ".json" else _load_yaml(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels; a config file is sections of field: value") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels; a config file is sections of field: value")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -190,9 +249,6 @@ def resolve(settings: dict, file_data: dict | None = None, overrides=(), *, sour
 
 
 def _checked(key, value, known, where, text: bool):
-    if key in MOVED:
-        raise ConfigError(f"{where}: {key} is now {MOVED[key]} (SETA's, EWC's and LwF's own settings have their "
-                          "own sections; list them with --show-settings)")
     if key not in known:
         sections = sorted({k.split(".", 1)[0] for k in known}, key=SECTIONS.index)
         raise ConfigError(f"{where}: unknown setting {key!r}{_close(key, known)}; the settings are "
@@ -201,8 +257,10 @@ def _checked(key, value, known, where, text: bool):
     try:
         return from_text(value, tp) if text else check_value(value, tp)
     except (ValueError, TypeError):
-        shown = repr(value) if text else json.dumps(value)
-        raise ConfigError(f"{where}: {key} takes {type_name(tp)}, got {shown}") from None
+        shown = repr(value) if text else json.dumps(value, default=str)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{where}: {key} takes {type_name(tp)}{' (a finite number)' if tp is float else ''}, "
+                          f"got {shown}") from None
 
 
 def _build(settings: dict, changes: dict) -> dict:

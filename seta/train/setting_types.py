@@ -1,9 +1,11 @@
 """A setting's value checked against its field's type: from a ``--set`` text (`from_text`) or from a
-config file's JSON/YAML value (`check_value`); `type_name` is how messages and help spell a type.
+config file's JSON/YAML value (`check_value`); `type_name` is how messages and help spell a type. A float
+setting takes finite numbers only (NaN and infinity are refused).
 Used by `seta.train.run_config`; no torch here."""
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 
@@ -50,10 +52,16 @@ def from_text(text: str, tp):
     if tp is int:
         return int(text)
     if tp is float:
-        return float(text)
+        return _finite(float(text))
     if tp is str:
         return text
     raise ValueError
+
+
+def _finite(x: float) -> float:
+    if not math.isfinite(x):  # NaN and infinity pass float() and every comparison check that follows
+        raise ValueError
+    return x
 
 
 def check_value(value, tp):
@@ -72,7 +80,7 @@ def check_value(value, tp):
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value))
     if tp is str and isinstance(value, str):
         return value
     raise ValueError
