@@ -128,27 +128,15 @@ def card_routing(card: dict) -> dict | None:
     return {"mode": seta["routing"], "soft_k": int(seta["soft_k"]), "null_expert": bool(seta["null_expert"])}
 
 
-<<<<<<< HEAD
-def card_configs(card: dict):
-    """(SparseConfig, SetaOwnConfig) the adapter was trained with."""
-    from seta.train.gate_training import GateTrainConfig
-    from seta.api import SetaOwnConfig
-=======
 def card_configs(card: dict, where=CARD_NAME):
-    """(SparseConfig, SetaConfig) the adapter was trained with (ValueError naming `where` for a bad field)."""
-    from seta.train.strategies.seta import SetaConfig
->>>>>>> robust
+    """(SparseConfig, SetaOwnConfig) the adapter was trained with (ValueError naming `where` for a bad field)."""
+    from seta.api import SetaOwnConfig
     from seta.train.strategies.sparse import SparseConfig
 
     from seta.inference.adapter_files import build_config
 
     sparse, seta = _split_card_configs(card)
-<<<<<<< HEAD
-    sparse["target_modules"] = tuple(sparse["target_modules"])
-    return SparseConfig(**sparse), SetaOwnConfig(**{**seta, "gate": GateTrainConfig(**seta["gate"])})
-=======
-    return build_config(SparseConfig, sparse, where, "sparse_config"), build_config(SetaConfig, seta, where, "seta_config")
->>>>>>> robust
+    return build_config(SparseConfig, sparse, where, "sparse_config"), build_config(SetaOwnConfig, seta, where, "seta_config")
 
 
 # ---- the base and tokenizer an adapter names ------------------------------------------------------
