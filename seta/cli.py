@@ -7,10 +7,11 @@
     seta eval      score a saved adapter on a stream directory: scores, routing and the R row
     seta merge     a dense HF checkpoint: the base with one task's expert folded in
     seta info      what a saved adapter holds: tasks, blocks, sharing, growth, routing statistics
+    seta fetch     the real assets into a cache: SmolLM2, task streams, general ability (= reproduce/fetch_assets.py)
 
 This module is the click group (the `seta` console script); the sub-commands live in `seta.commands`:
 `seta run` is `seta.experiment.command.main`, plan and train are in `seta/commands/training.py`,
-generate, eval, merge and info in `seta/commands/adapter.py`, what they share in `seta/commands/common.py`.
+generate, eval, merge and info in `seta/commands/adapter.py`, fetch in `seta/commands/fetch.py`, what they share in `seta/commands/common.py`.
 
 Bad input ends with one line (`Error: ...`) and a non-zero exit. torch is imported only after the
 arguments have been checked.
@@ -22,6 +23,7 @@ import click
 
 from seta import __version__
 from seta.commands.adapter import evaluate, generate, info, merge
+from seta.commands.fetch import main as fetch
 from seta.commands.common import CONTEXT, user_errors  # noqa: F401  (were defined here)
 from seta.commands.training import plan, train
 from seta.experiment.command import main as run_command
@@ -41,6 +43,7 @@ main.add_command(generate)
 main.add_command(evaluate)
 main.add_command(merge)
 main.add_command(info)
+main.add_command(fetch)
 
 
 if __name__ == "__main__":  # pragma: no cover
