@@ -103,8 +103,6 @@ def main(cache_dir, streams, seed, max_train, max_test, general_items, skip_gene
     if bigbench_archive is not None and not Path(bigbench_archive).is_file():
         raise click.BadParameter(f"{bigbench_archive} is not a file", param_hint="--bigbench-archive")
     from seta.assets import SMOLLM2, GeneralBuild, RealSettings, fetch_all, fetch_bigbench
-    from seta.assets.fetch import GENERAL_DIR
-
     report = fetch_all(cache, names, general=not skip_general, model=None if skip_model else SMOLLM2, dtype=dtype,
                        settings=RealSettings(seed=seed, max_train=max_train, max_test=max_test),
                        general_build=GeneralBuild(seed=seed, n_items=general_items), log=click.echo)
@@ -116,5 +114,5 @@ def main(cache_dir, streams, seed, max_train, max_test, general_items, skip_gene
         click.echo("\nNot built:\n" + "\n\n".join(report["errors"]), err=True)
         raise click.ClickException(f"{len(report['errors'])} part(s) could not be fetched or built (above); "
                                    f"everything else is in {cache}. Report: {cache / 'fetch_report.json'}")
-    click.echo(f"\nall built. Run: python reproduce/run_all.py --preset smollm2 "
-               f"(general ability from {cache / GENERAL_DIR})")
+    where = f" (general ability from {report['general']['dir']})" if "general" in report else ""
+    click.echo(f"\nall built. Run: python reproduce/run_all.py --preset smollm2{where}")

@@ -97,10 +97,11 @@ def test_bad_options_are_clear_errors(cli, tmp_path, args, message):
     assert not (tmp_path / "c").exists()
 
 
-def test_seta_fetch_is_the_same_command_and_the_default_cache_agrees(monkeypatch, tmp_path):
+def test_seta_fetch_is_the_same_command_and_the_default_cache_agrees(cli, monkeypatch, tmp_path):
     from seta.assets import default_assets_dir
     from seta.cli import main
 
+    assert main.commands["fetch"] is cli
     result = CliRunner().invoke(main, ["fetch", "--help"])
     assert result.exit_code == 0 and "--bigbench-archive" in result.output
     monkeypatch.delenv("SETA_ASSETS_DIR", raising=False)
