@@ -8,10 +8,11 @@
     seta merge     a dense HF checkpoint: the base with one task's expert folded in
     seta export    one task's expert as a standard peft adapter (SHiRA), loadable without seta
     seta info      what a saved adapter holds: tasks, blocks, sharing, growth, routing statistics
+    seta fetch     the real assets into a cache: SmolLM2, task streams, general ability (= reproduce/fetch_assets.py)
 
 This module is the click group (the `seta` console script); the sub-commands live in `seta.commands`:
 `seta run` is `seta.experiment.command.main`, plan and train are in `seta/commands/training.py`,
-generate, eval, merge, export and info in `seta/commands/adapter.py`, what they share in `seta/commands/common.py`.
+generate, eval, merge, export and info in `seta/commands/adapter.py`, fetch in `seta/commands/fetch.py`, what they share in `seta/commands/common.py`.
 
 Bad input ends with one line (`Error: ...`) and a non-zero exit: every sub-command runs inside the one
 error boundary (`seta.experiment.failures.error_boundary`). torch is imported only after the arguments
@@ -25,6 +26,7 @@ import click
 from seta import __version__
 from seta.commands.adapter import evaluate, export, generate, info, merge
 from seta.commands.common import CONTEXT
+from seta.commands.fetch import main as fetch
 from seta.commands.training import plan, train
 from seta.experiment.command import main as run_command
 
@@ -43,6 +45,7 @@ main.add_command(evaluate)
 main.add_command(merge)
 main.add_command(export)
 main.add_command(info)
+main.add_command(fetch)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,7 @@
-"""The data assets: BIG-bench tasks (task.json files inside the `bigbench` sdist) become folders.
+"""Optional BIG-bench data: tasks (task.json files inside a user's own `bigbench` sdist) become folders.
+
+The index no longer serves `bigbench==1.0.0`; `seta fetch --bigbench-archive PATH` uses a copy the user
+has (`seta.assets.fetch.fetch_bigbench`). `written_then_renamed` is shared with the real-source builders.
 
 `ensure_stream`: a stream directory in the TRACE layout with a `stream.json` manifest
 (`<cache>/streams/<name>/`); `ensure_general`: BBH tasks as a general-ability folder

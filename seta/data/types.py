@@ -9,6 +9,7 @@ a stream is an ordered sequence of tasks. The metric keys are the contract with
     rouge_l       ROUGE-L F (MeetingBank)
     edit_sim      fuzz-ratio style edit similarity after the Py150 normalisation
     sari          SARI (20Minuten)
+    numeric       the leading number, compared as a number (arithmetic word problems)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-METRIC_KEYS: tuple[str, ...] = ("exact_match", "first_char", "rouge_l", "edit_sim", "sari")
+METRIC_KEYS: tuple[str, ...] = ("exact_match", "first_char", "rouge_l", "edit_sim", "sari", "numeric")
 
 # Folder names of the TRACE tasks -> metric key.
 TRACE_METRICS: dict[str, str] = {

@@ -14,6 +14,9 @@ stream declares):
   ``100 * 2M / T`` with ``M`` the character LCS length and ``T`` the total
   length. Computed exactly (bit-parallel LCS), not with difflib's heuristic
   matcher, so it does not depend on difflib's autojunk rule.
+- ``numeric``: 100 if the prediction starts with the reference's number (commas ignored,
+  ``a/b`` read as a fraction; equal within a relative 1e-6), so "12.0 apples" matches "12";
+  a reference that is not a number falls back to exact match.
 - ``sari``: SARI (Xu et al., 2016) on whitespace tokens, n = 1..4:
   ``(F_keep + P_del + F_add) / 3``; needs the sources. Without sources it
   falls back to ROUGE-L and warns (a documented deviation).
@@ -161,6 +164,28 @@ def sari(source: str, pred: str, refs: Sequence[str]) -> float:
     return 100.0 * (keep + dele + add) / 12.0
 
 
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))(?:\s*/\s*(\d+))?")
+
+
+def _as_number(text: str) -> float | None:
+    m = _NUMBER.match(text)
+    if not m:
+        return None
+    value = float(m.group(1).replace(",", ""))
+    if m.group(2) is not None:
+        return value / float(m.group(2)) if float(m.group(2)) else None
+    return value
+
+
+def numeric(pred: str, ref: str) -> float:
+    """Numbers compared as numbers: 100 if ``pred`` starts with ``ref``'s value (see the module docstring)."""
+    want = _as_number(ref)
+    if want is None:
+        return exact_match(pred, ref)
+    got = _as_number(pred)
+    return 100.0 if got is not None and abs(got - want) <= 1e-6 * max(1.0, abs(want)) else 0.0
+
+
 # ------------------------------------------------------------------- dispatch
 PairScorer = Callable[[str, str], float]
 
@@ -169,6 +194,7 @@ SCORERS: dict[str, PairScorer] = {
     "first_char": first_char,
     "rouge_l": rouge_l,
     "edit_sim": edit_sim,
+    "numeric": numeric,
     "sari": rouge_l,  # pair form used only as the fallback when sources are missing
 }
 """Metric key -> per-example scorer ``f(prediction, reference) -> [0, 100]``.

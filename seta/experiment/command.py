@@ -112,16 +112,17 @@ def main(preset, methods, seeds, out, model_path, data_dir, task_names, general_
         if four_bit:
             cfg = replace(cfg, load_in_4bit=True)
         names = _dense_only_methods(names, cfg, methods == ",".join(ALL_METHODS))
-        if cfg.assets:  # the fetched model, stream and BBH folder, unless given
+        if cfg.assets:  # the fetched model, stream and general-ability folder, unless given
             if data_dir is not None:  # the preset's task list names the fetched stream's tasks, not this one's
                 cfg = replace(cfg, stream={k: v for k, v in cfg.stream.items() if k != "tasks"})
             given = general_data is not None
             model_path, data_dir, general_data = asset_paths(model_path, data_dir, general_data)
             if not given:
                 if general_data is None:
-                    click.echo("no BBH folder in the asset cache: general ability is skipped "
+                    click.echo("no general-ability folder in the asset cache: general ability is skipped "
                                "(run `python reproduce/fetch_assets.py` to build it)")
-                general_tasks = "bbh" if general_tasks == GENERAL_DEFAULT else general_tasks
+                elif general_tasks == GENERAL_DEFAULT:  # the benchmarks the folder holds
+                    general_tasks = ",".join(b for b in GENERAL_DEFAULT.split(",") if (Path(general_data) / b).is_dir())
                 general_limit = general_limit or cfg.general_limit
         cfg = with_tasks(cfg, task_names, data_dir)  # --tasks checked against the directory
         cfg = _apply_settings(cfg, file_data, overrides, config_file)

@@ -88,8 +88,8 @@ def memory_plan(preset) -> str:
     sp, tr = preset.sparse, preset.train
     if "tasks" in preset.stream:
         n_tasks = len(preset.stream["tasks"])
-    elif preset.assets:  # the default BIG-bench stream
-        from seta.data.bigbench import DEFAULT_STREAM
+    elif preset.assets:  # the default real stream
+        from seta.assets.sources import DEFAULT_STREAM
 
         n_tasks = len(DEFAULT_STREAM)
     else:

@@ -178,21 +178,20 @@ def test_stream_is_built_cached_rebuilt_and_loads(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["bb"]
 
 
-def test_fetch_all_reads_the_archive_once_and_then_reuses_everything(tmp_path, monkeypatch):
+def test_bigbench_streams_from_a_users_own_archive(tmp_path, monkeypatch):
     import seta.assets.fetch as fetch
-    import seta.assets.streams as streams
+    import seta.data.bigbench as bigbench
 
-    (tmp_path / "downloads").mkdir()
-    _bigbench_archive(tmp_path / "downloads" / "bigbench-1.0.0.tar.gz")  # placed by hand: no pip run
-    calls = []
-    real = fetch.read_bigbench_tasks
-    for module in (fetch, streams):  # fetch_all's own pass, and any of ensure_stream's
-        monkeypatch.setattr(module, "read_bigbench_tasks", lambda a, names: calls.append(names) or real(a, names))
-    first = fetch.fetch_all(tmp_path, ["mc_task", "gen_task"], ["other"], model=None, log=lambda _: None)
-    assert calls == [["gen_task", "mc_task", "other"]] and first["downloads"]["bigbench-1.0.0.tar.gz"]["seconds"] is None
-    assert sorted(first["streams"]) == ["bigbench", "bigbench-validation"]
-    again = fetch.fetch_all(tmp_path, ["mc_task", "gen_task"], ["other"], model=None, log=lambda _: None)
-    assert len(calls) == 1 and all(s["cached"] for s in again["streams"].values())
+    monkeypatch.setattr(bigbench, "DEFAULT_STREAM", ("mc_task", "gen_task"))
+    monkeypatch.setattr(bigbench, "DEFAULT_VALIDATION", ("other",))
+    archive = _bigbench_archive(tmp_path / "mine.tar.gz")
+    report = {"streams": {}, "errors": []}
+    fetch.fetch_bigbench(tmp_path, archive, report, log=lambda _: None)
+    assert report["errors"] == [] and sorted(report["streams"]) == ["bigbench", "bigbench-validation"]
+    assert load_trace(tmp_path / "streams" / "bigbench").names == ["mc_task", "gen_task"]
+    broken = {"streams": {}, "errors": []}
+    fetch.fetch_bigbench(tmp_path, tmp_path / "absent.tar.gz", broken, log=lambda _: None)
+    assert len(broken["errors"]) == 1 and "absent.tar.gz" in broken["errors"][0]
 
 
 def test_the_default_model_spec():

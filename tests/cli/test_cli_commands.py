@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_sub_command_is_there():
-    assert sorted(main.commands) == ["eval", "export", "generate", "info", "merge", "plan", "run", "train"]
+    assert sorted(main.commands) == ["eval", "export", "fetch", "generate", "info", "merge", "plan", "run", "train"]
 
 
 def test_run_is_the_command_of_reproduce_run_all():

@@ -13,7 +13,10 @@ def _task(name="t", metric="exact_match", n=2):
 
 
 def test_metric_keys_are_the_eval_contract():
-    assert METRIC_KEYS == ("exact_match", "first_char", "rouge_l", "edit_sim", "sari")
+    assert METRIC_KEYS == ("exact_match", "first_char", "rouge_l", "edit_sim", "sari", "numeric")
+    from seta.eval.scorers import SCORERS
+
+    assert set(METRIC_KEYS) == set(SCORERS)  # every key a task may declare has a scorer
     assert set(TRACE_METRICS.values()) <= set(METRIC_KEYS)
     assert TRACE_METRICS["Py150"] == "edit_sim" and TRACE_METRICS["ScienceQA"] == "first_char"
     assert TRACE_METRICS["MeetingBank"] == "rouge_l" and TRACE_METRICS["20Minuten"] == "sari"

@@ -116,14 +116,17 @@ def test_empty_general_tasks_skip_general_ability(cli, tmp_path, monkeypatch):
 
 def test_a_given_data_dir_replaces_the_asset_presets_task_list(cli, tmp_path, monkeypatch):
     (tmp_path / "a" / "models" / "SmolLM2-135M-Instruct").mkdir(parents=True)
-    (tmp_path / "a" / "streams" / "bigbench").mkdir(parents=True)
+    (tmp_path / "a" / "streams" / "default").mkdir(parents=True)
+    (tmp_path / "a" / "streams" / "mine").mkdir(parents=True)
     monkeypatch.setenv("SETA_ASSETS_DIR", str(tmp_path / "a"))
     calls = _capture_run(monkeypatch)
     result = CliRunner().invoke(cli, ["--preset", "smollm2", "--methods", "seta", "--general-tasks", "",
-                                      "--data-dir", str(tmp_path / "a" / "streams" / "bigbench"),
+                                      "--data-dir", str(tmp_path / "a" / "streams" / "mine"),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
-    assert "tasks" not in calls[0][0].stream and calls[0][0].stream["max_train"] == 32
+    from seta.experiment.presets import PRESETS
+
+    assert "tasks" not in calls[0][0].stream and calls[0][0].stream["max_train"] == PRESETS["smollm2"].stream["max_train"]
     calls.clear()
     result = CliRunner().invoke(cli, ["--preset", "smollm2", "--methods", "seta", "--general-tasks", "",
                                       "--out", str(tmp_path / "o")])  # the fetched stream: the preset's six tasks

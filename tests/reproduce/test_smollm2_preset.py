@@ -1,4 +1,4 @@
-"""--preset smollm2: the real-model preset over the fetched assets (SmolLM2-135M-Instruct, BIG-bench)."""
+"""--preset smollm2: the real-model preset over the fetched assets (SmolLM2-135M-Instruct, the default real stream)."""
 
 import json
 
@@ -22,8 +22,8 @@ def test_missing_assets_say_how_to_fetch_them(cli, tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_the_preset_fits_smollm2_and_keeps_bbh_out_of_the_stream():
-    from seta.data.bigbench import BBH_TASKS, DEFAULT_BBH, DEFAULT_STREAM
+def test_the_preset_fits_smollm2_and_runs_the_default_real_stream():
+    from seta.assets.sources import DEFAULT_STREAM, VALIDATION_STREAM
     from seta.experiment.presets import PRESETS, QUICKS
     from seta.models.loading import architecture_config
 
@@ -37,21 +37,22 @@ def test_the_preset_fits_smollm2_and_keeps_bbh_out_of_the_stream():
 
     assert ASSET_PRESETS == [n for n, p in PRESETS.items() if p.assets] and sorted(QUICKS) == sorted(QUICK_PRESETS)
     quick, full = QUICKS["smollm2"].stream["tasks"], PRESETS["smollm2"].stream["tasks"]
-    assert set(quick) <= set(DEFAULT_STREAM) and not set(DEFAULT_STREAM) & set(BBH_TASKS)
-    assert len(full) >= 6 and len(set(full)) == len(full) and set(full) <= set(DEFAULT_STREAM)
-    assert set(DEFAULT_BBH) <= set(BBH_TASKS)
+    assert list(full) == [t.name for t in DEFAULT_STREAM] and set(quick) <= set(full)
+    assert not set(full) & {t.name for t in VALIDATION_STREAM}  # settings are chosen on other tasks
+    assert PRESETS["smollm2"].stream["max_test"] >= 100 and PRESETS["smollm2"].general_limit >= 200
 
 
 @pytest.mark.slow
 def test_seta_trains_and_generates_on_the_real_smollm2(cli, tmp_path):
-    """A few SETA steps + routed generation on the fetched SmolLM2 (skips without the assets)."""
+    """A few SETA steps + routed generation on the fetched SmolLM2 and the real stream (skips without them)."""
     from seta.assets import SMOLLM2, default_assets_dir
 
     cache = default_assets_dir()
-    if not (cache / "models" / SMOLLM2.folder).is_dir() or not (cache / "streams" / "bigbench").is_dir():
-        pytest.skip(f"no SmolLM2 / BIG-bench stream under {cache}: run `python reproduce/fetch_assets.py`")
+    for path in (cache / "models" / SMOLLM2.folder, cache / "streams" / "default"):
+        if not path.is_dir():
+            pytest.skip(f"no {path}: run `python reproduce/fetch_assets.py` (or set SETA_ASSETS_DIR to a fetched cache)")
     out = tmp_path / "run"
-    args = ["--preset", "smollm2", "--quick", "--methods", "seta", "--tasks", "qa_wikidata,word_unscrambling",
+    args = ["--preset", "smollm2", "--quick", "--methods", "seta", "--tasks", "sarcasm,anagrams", "--general-tasks", "",
             "--out", str(out), "--no-progress"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -61,5 +62,5 @@ def test_seta_trains_and_generates_on_the_real_smollm2(cli, tmp_path):
     from seta.inference.adapter import SetaAdapter
 
     adapter = SetaAdapter.load(out / "seta" / "seed0" / "adapter")
-    [reply] = adapter.generate(["Q: The word tca is a scrambled version of the English word\nA:"])
-    assert isinstance(reply.text, str) and reply.task in (None, "qa_wikidata", "word_unscrambling")
+    [reply] = adapter.generate(["Find the anagram of the input word (output is a single word)\n\ntca\nAnswer:"])
+    assert isinstance(reply.text, str) and reply.task in (None, "sarcasm", "anagrams")

@@ -24,15 +24,26 @@ import torch
 from torch import nn
 
 
-def answer_token_loss(logits: torch.Tensor, labels: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The positions j (0 <= j < T-1) whose next token is an answer token in some row: the only
+    positions whose logits the answer-token loss reads. labels: (B, T) -> (K,) ascending."""
+    return (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
+
+
+def answer_token_loss(logits: torch.Tensor, labels: torch.Tensor, n_tokens: float | None = None,
+                      positions: torch.Tensor | None = None) -> torch.Tensor:
     """L = Σ_{answer tokens} −log p(y_t | y_<t) / n_tokens (labels −100 are ignored).
 
-    logits: (B, T, V); labels: (B, T). ``n_tokens`` defaults to this batch's answer
-    tokens; the data-parallel loop passes the global count so that summed
-    gradients across processes equal the single-process gradient.
+    logits: (B, T, V), or (B, K, V) at `positions` only (`answer_positions`: the model computed no
+    others; then the label of logit k is labels[:, positions[k] + 1]); labels: (B, T).
+    ``n_tokens`` defaults to this batch's answer tokens; the data-parallel loop passes the global
+    count so that summed gradients across processes equal the single-process gradient.
     """
-    shift_logits = logits[:, :-1].float()  # (B, T-1, V)
-    shift_labels = labels[:, 1:]  # (B, T-1)
+    if positions is None:
+        shift_logits = logits[:, :-1].float()  # (B, T-1, V)
+        shift_labels = labels[:, 1:]  # (B, T-1)
+    else:
+        shift_logits, shift_labels = logits.float(), labels[:, positions + 1]  # (B, K, V), (B, K)
     total = nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
@@ -91,11 +102,15 @@ class Strategy:
         The data term is the answer-token LM loss over ``n_tokens`` (the step's answer tokens; LwF adds
         its distillation to it); the penalty is the method's regulariser (SETA's anchoring, EWC, O-LoRA's
         orthogonality; 0.0 for plain fine-tuning), which the loop adds once per optimiser step."""
-        return answer_token_loss(self.logits(batch), batch["labels"], n_tokens), 0.0
+        positions = answer_positions(batch["labels"])  # the output layer runs on these positions only
+        return answer_token_loss(self.logits(batch, positions), batch["labels"], n_tokens, positions), 0.0
 
-    def logits(self, batch: dict) -> torch.Tensor:
-        """Logits of the model as routed for training, (B, T, V) (a helper of `loss`, not a hook)."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    def logits(self, batch: dict, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of the model as routed for training (a helper of `loss`, not a hook): (B, T, V), or
+        (B, K, V) at `positions` (K,) only (the output layer skips the others)."""
+        keep = {} if positions is None else {"logits_to_keep": positions}
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                          **keep).logits
 
     def after_task(self, t: int, task, probe_batches) -> None:
         """Called once after training on task t (sparse strategies first write their working copy of the
