@@ -20,6 +20,8 @@ import json
 import math
 from pathlib import Path
 
+from seta.train.run_config import nesting_depth
+
 CONFIG_NAME, WEIGHTS_NAME = "seta_config.json", "seta_model.safetensors"
 MAX_CARD_BYTES = 4 * 2**20  # a card of 4096 tasks with long paths is well under 4 MiB
 MAX_CONFIG_BYTES = 256 * 2**20  # the ownership registry of a 7B model's experts is a few MiB
@@ -32,14 +34,6 @@ _FIX = "restore the adapter folder from a good copy, or retrain it"
 
 def damaged(path, what: str) -> ValueError:
     return ValueError(f"{path} is damaged: {what}; {_FIX}")
-
-
-def _depth(value) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())]
-    return depth
 
 
 def read_json_file(path, what: str, max_bytes: int = MAX_CARD_BYTES) -> dict:
@@ -58,7 +52,7 @@ def read_json_file(path, what: str, max_bytes: int = MAX_CARD_BYTES) -> dict:
         raise damaged(path, f"not valid JSON ({str(err).split(':')[0]})") from None
     if not isinstance(data, dict):
         raise damaged(path, f"a {what} is a JSON object, not a {type(data).__name__}")
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise damaged(path, f"its JSON nests more than {MAX_DEPTH} levels")
     return data
 

@@ -101,7 +101,8 @@ def _load_json(text: str, path):
         raise ConfigError(f"{path}: a value cannot be read ({' '.join(str(err).split())[:80]})") from None
 
 
-def _depth(value) -> int:
+def nesting_depth(value) -> int:
+    """Levels of nested dicts and lists in a parsed JSON/YAML value (a scalar: 1), computed without recursion."""
     depth, level = 0, [value]
     while level:
         depth += 1
@@ -130,7 +131,7 @@ def read_config_file(path) -> dict:
         data = _load_json(text, path) if suffix == ".json" else _load_yaml(text, path)
     except RecursionError:
         raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels; a config file is sections of field: value") from None
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels; a config file is sections of field: value")
     if data is None:
         data = {}
