@@ -144,6 +144,7 @@ def export(adapter, task, out):
     from seta.inference.card import read_card
 
     card = read_card(adapter)  # a bad folder, an unknown task or a 4-bit base fail before any model is loaded
+    check_writable(out)
     _quiet_hf()
     from seta.inference.export import export_adapter
 

@@ -8,12 +8,11 @@ an unwritable --cache-dir among them, before any work.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import click
 
-from seta.experiment.failures import error_boundary
+from seta.experiment.failures import check_writable, error_boundary
 
 STREAM_NAMES = ("default", "validation")  # = seta.assets.sources.STREAMS (not imported here: it pulls in torch)
 
@@ -53,21 +52,6 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _writable(cache: Path) -> None:
-    probe = cache
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise click.BadParameter(f"{cache}: {probe} is a file; choose a folder", param_hint="--cache-dir")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        where = cache if probe == cache else f"{cache} (in {probe})"
-        raise click.BadParameter(f"cannot write to {where}: {err.strerror or err}; choose a writable folder "
-                                 "(or set SETA_ASSETS_DIR)", param_hint="--cache-dir") from None
-
-
 @click.command("fetch", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--cache-dir", type=click.Path(), default=None,
               help="Where the assets go (default: $SETA_ASSETS_DIR, else ~/.cache/seta/assets or $SETA_CACHE_DIR/assets).")
@@ -97,7 +81,7 @@ def main(cache_dir, streams, seed, max_train, max_test, general_items, skip_gene
         env = os.environ.get("SETA_ASSETS_DIR")
         base = Path(os.environ.get("SETA_CACHE_DIR") or Path.home() / ".cache" / "seta")
         cache = Path(env) if env else base / "assets"
-    _writable(cache)
+    check_writable(cache, "--cache-dir", "choose a writable folder (or set SETA_ASSETS_DIR)")
     names = [n.strip() for n in streams.split(",") if n.strip()]
     unknown = [n for n in names if n not in STREAM_NAMES]
     if unknown:

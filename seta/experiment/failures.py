@@ -53,22 +53,22 @@ def check_dir_option(path, option: str, what: str) -> None:
         raise click.BadParameter(f"{what} {path} is a file, not a directory", param_hint=option)
 
 
-def check_writable(out_dir: Path) -> None:
-    """BadParameter unless out_dir is (or can be made) a writable folder; nothing is created in it."""
+def check_writable(out_dir: Path, option: str = "--out", advice: str = "choose a writable folder") -> None:
+    """BadParameter (naming `option`) unless out_dir is (or can be made) a writable folder; nothing is created in it."""
     p = Path(out_dir)
     if p.exists() and not p.is_dir():
-        raise click.BadParameter(f"{p} is a file, not a directory; choose a folder", param_hint="--out")
+        raise click.BadParameter(f"{p} is a file, not a directory; choose a folder", param_hint=option)
     probe = p
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise click.BadParameter(f"cannot create {p}: {probe} is a file; choose another folder", param_hint="--out")
+        raise click.BadParameter(f"cannot create {p}: {probe} is a file; choose another folder", param_hint=option)
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
-        raise click.BadParameter(f"cannot write to {probe} ({err.strerror or err}); choose a writable folder",
-                                 param_hint="--out") from None
+        where = p if probe == p else f"{p} (in {probe})"
+        raise click.BadParameter(f"cannot write to {where}: {err.strerror or err}; {advice}", param_hint=option) from None
 
 
 def _free_bytes(path: Path) -> int | None:

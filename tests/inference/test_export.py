@@ -121,6 +121,10 @@ def test_the_export_command(tiny_adapter, tmp_path):
     res = CliRunner().invoke(main, ["export", str(tiny_adapter["dir"]), "--task", "nope", "--out", str(tmp_path / "y")])
     assert res.exit_code != 0 and res.output.count("\n") == 1 and res.output.startswith("Error:")
     assert "unknown task 'nope'" in res.output and not (tmp_path / "y").exists()
+    (tmp_path / "file").write_text("not a folder")
+    res = CliRunner().invoke(main, ["export", str(tiny_adapter["dir"]), "--task", "FOMC", "--out", str(tmp_path / "file" / "z")])
+    assert res.exit_code == 2 and "--out" in res.output and "is a file" in res.output
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 def test_export_on_smollm2_equals_seta_routed_to_the_task(tmp_path):
