@@ -3,6 +3,7 @@
 ``summary.json`` schema (issue 6), NaN written as null:
 
     {"preset": str, "tasks": [str], "seeds": [int], "config": {...} (the resolved settings, when given),
+     "base_scores": [per seed: [per task: float]] (the base model's scores, when a method recorded them),
      "methods": {NAME: {"R": [[float|null]] (mean over seeds), "OP", "BWT", "FWT", "LA",
                         "OP_std", "BWT_std", "LA_std", "routing_acc", "trainable_params",
                         "allocated_params", "wall_s", "peak_mem_mb",
@@ -166,6 +167,9 @@ def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], metho
     out = {"preset": str(preset), "tasks": [str(t) for t in tasks], "seeds": [int(s) for s in seeds], "methods": {}}
     if config is not None:
         out["config"] = dict(config)
+    base = _base_scores(methods, len(seeds), len(tasks))
+    if base is not None:
+        out["base_scores"] = base
     for m in methods:
         a = aggs[m.name]
         alloc = _mean(m.allocated_params)
@@ -187,13 +191,30 @@ def build_summary(preset: str, tasks: Sequence[str], seeds: Sequence[int], metho
     return out
 
 
+def _base_scores(methods: Sequence[MethodResult], n_seeds: int, n_tasks: int) -> list | None:
+    """The base model's score per seed and task, (S, n), from the first method that recorded them for
+    every seed of the report (a shared (n,) row is repeated per seed); None when none did."""
+    for m in methods:
+        if m.base_scores is None or m.seeds is not None:
+            continue
+        rows = np.asarray(m.base_scores, dtype=np.float64)
+        if rows.shape == (n_tasks,):
+            rows = np.tile(rows, (n_seeds, 1))
+        if rows.shape == (n_seeds, n_tasks):
+            return _json_clean(rows.tolist())
+    return None
+
+
 def write_summary_json(summary: Mapping, path: str | os.PathLike) -> Path:
     """Write atomically (temporary file, then rename); strict JSON (no NaN)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_json_clean(dict(summary)), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_json_clean(dict(summary)), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no .tmp behind
     return path
 
 

@@ -85,20 +85,20 @@ PAPER = {
 # Prompts end in "\nAnswer:" (seta.data.converters), then " " + answer + EOS (no chat template).
 # The training size (128 examples per task, 32 steps of 4) is PROVISIONAL: docs/validation.md writes the rule
 # that sizes it on the validation stream; lr and lambda are still the BIG-bench stream's choices (not re-chosen).
-_SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=4, lr=1e-3, max_prompt_len=256, max_answer_len=64, max_new_tokens=64,
+_SMOL_TRAIN = TrainConfig(epochs=(1,), batch_size=4, lr=1e-3, max_train_examples=128, max_prompt_len=256, max_answer_len=64, max_new_tokens=64,
                           eval_batch_size=16, seed=0, answer_prefix=" ")
 SMOLLM2_TASKS = ("sarcasm", "quartz", "commonsense_qa", "asdiv", "anagrams", "conll_entities")
 _SMOL_SPARSE = SparseConfig(block_size=64, ratio=0.01, probe_batches=4, fisher_batches=4)
 _SMOL_SETA = SetaOwnConfig(anchor_lambda=0.3, gate=GateTrainConfig(steps=200))
 SMOLLM2 = Preset(name="smollm2", arch="smollm2-135m", train=_SMOL_TRAIN, sparse=_SMOL_SPARSE, seta=_SMOL_SETA,
                  ewc=EWCConfig(lam=0.3), dtype="float32", assets=True,
-                 stream=dict(tasks=SMOLLM2_TASKS, max_train=128, max_eval=8, max_test=100), general_limit=200,
+                 stream=dict(tasks=SMOLLM2_TASKS, max_eval=8, max_test=100), general_limit=200,
                  general_max_gen_toks=8)  # MMLU, PIQA: 200 items each; BBH: 200 items of its 2 subtasks, 3-shot
 # --preset smollm2 --quick: every method end to end on three short-prompt tasks, a handful of examples
-SMOLLM2_QUICK = replace(SMOLLM2, name="smollm2-quick", train=replace(_SMOL_TRAIN, max_new_tokens=16),
+SMOLLM2_QUICK = replace(SMOLLM2, name="smollm2-quick", train=replace(_SMOL_TRAIN, max_train_examples=16, max_new_tokens=16),
                         sparse=replace(_SMOL_SPARSE, probe_batches=1, fisher_batches=1),
                         seta=replace(_SMOL_SETA, gate=GateTrainConfig(steps=40)),
-                        stream=dict(tasks=("sarcasm", "anagrams", "asdiv"), max_train=16, max_eval=4, max_test=8),
+                        stream=dict(tasks=("sarcasm", "anagrams", "asdiv"), max_eval=4, max_test=8),
                         general_limit=4)
 
 PRESETS = {"tiny": TINY, **PAPER, "smollm2": SMOLLM2}

@@ -47,6 +47,9 @@ class TrainConfig:
     stops earlier once every sequence has produced EOS."""
     eval_batch_size: int = 32
     """Prompts per generation batch."""
+    max_train_examples: int | None = None
+    """Cap on the training examples of each task: the first this-many of its train split (None: all).
+    With one epoch of batch B this fixes the optimiser steps per task at ceil(N / B)."""
     max_eval_examples: int | None = None
     """Cap on test examples scored per task (None: all)."""
     eval_next_task: bool = True
@@ -68,8 +71,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("TrainConfig.weight_decay and max_grad_norm must be >= 0")
-        if self.max_eval_examples is not None and self.max_eval_examples < 1:
-            raise ValueError("TrainConfig.max_eval_examples must be >= 1 or None")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1 or None")
 
     def epochs_for(self, task_index: int) -> int:
         return int(self.epochs[task_index] if len(self.epochs) > 1 else self.epochs[0])

@@ -64,7 +64,8 @@ class ContinualTrainer(TaskTraining):
         if not tasks:
             raise ValueError("the stream has no tasks")
         self.strategy = strategy
-        self.tasks = list(tasks)
+        cap = config.max_train_examples  # the first `cap` training examples of each task (None: all)
+        self.tasks = [replace(task, train=tuple(task.train)[:cap]) if cap else task for task in tasks]
         self.cfg = config
         self.out = Path(out_dir)
         self.meta = dict(meta or {})

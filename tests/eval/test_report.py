@@ -38,7 +38,8 @@ def methods():
 
 def test_summary_schema_and_values():
     s = build_summary("tiny", TASKS, SEEDS, methods())
-    assert set(s) == {"preset", "tasks", "seeds", "methods"}
+    assert set(s) == {"preset", "tasks", "seeds", "methods", "base_scores"}
+    assert s["base_scores"] == [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]  # seqft's shared row, once per seed
     assert s["preset"] == "tiny" and s["tasks"] == TASKS and s["seeds"] == SEEDS
     assert list(s["methods"]) == ["seta", "seqft-sparse"]
     for entry in s["methods"].values():
@@ -72,6 +73,20 @@ def test_json_round_trip_and_strict(tmp_path):
     assert json.loads(text) == s
     with pytest.raises(FileNotFoundError, match="run the benchmark"):
         load_summary(tmp_path / "missing.json")
+
+
+def test_base_scores_per_seed_and_absent_when_not_recorded():
+    per_seed = [[1, 2, 3], [4, NAN, 6]]
+    m = MethodResult("seq-lora", R_SEQ, base_scores=per_seed)
+    assert build_summary("tiny", TASKS, SEEDS, [m])["base_scores"] == [[1.0, 2.0, 3.0], [4.0, None, 6.0]]
+    assert "base_scores" not in build_summary("tiny", TASKS, SEEDS, methods()[:1])
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "summary.json").mkdir()  # the rename onto it fails after the temporary file is written
+    with pytest.raises(OSError):
+        write_summary_json({"preset": "tiny"}, tmp_path / "summary.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
 def test_single_seed_std_and_nan_extras_are_null():
