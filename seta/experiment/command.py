@@ -196,23 +196,30 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
         train_cfg = replace(cfg.train, seed=seed)
         tasks = streams[seed]
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
-        base_scores = None
+        # the base's measurements of this seed from an earlier run into out_dir, when it had the same key
+        base_key = {"run": info, "data": data[seed], "general": json.loads(json.dumps(general, default=str))}
+        stored = results.read_base(out_dir, seed, base_key)
+        base_scores = stored.get("base_scores")
         # BBH decoding cap: the tiny base rarely stops by itself; a preset may cap a real model's
         gen_cap = cfg.general_max_gen_toks if model_path else cfg.train.max_new_tokens
-        seed_extra: dict = {}
-        if (model_path is None or general is not None) and rank == 0:
+        seed_extra: dict = dict(stored.get("extra", {}))
+        want_ppl = model_path is None and "heldout_ppl_base" not in seed_extra
+        want_general = general is not None and "general_base" not in seed_extra
+        if (want_ppl or want_general) and rank == 0:
             base = factory()
-            if model_path is None:
+            if want_ppl:
                 from seta.data import generic_corpus
                 from seta.train.pretrain import perplexity
 
                 seed_extra["heldout_ppl_base"] = perplexity(base, tokenizer, list(generic_corpus(seed).heldout))
-            if general is not None:
+            if want_general:
                 echo(f"[seed {seed}] general ability of the base (lm-evaluation-harness) ...")
                 seed_extra["general_base"] = _general_ability(base, tokenizer, general, cfg, progress, max_gen_toks=gen_cap)
             del base
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        if rank == 0 and (want_ppl or want_general):
+            results.write_base(out_dir, seed, base_key, {"base_scores": base_scores, "extra": seed_extra})
         dist.barrier()  # rank 0 has cached the pre-trained tiny base before the others load it
         for name in names:
             run_dir = out_dir / name / f"seed{seed}"
@@ -225,6 +232,8 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
                                              progress=progress, tensorboard=tensorboard)
                 if base_scores is None and not strategy.joint:
                     base_scores = res.base_scores  # computed (or, on resume, stored) once per seed
+                    if rank == 0 and base_scores is not None:
+                        results.write_base(out_dir, seed, base_key, {"base_scores": base_scores, "extra": seed_extra})
                 if rank != 0:
                     continue  # general ability and the result: rank 0's
                 if model_path is None:

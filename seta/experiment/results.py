@@ -5,6 +5,8 @@ seed, what run it belongs to and a hash of its data). Reports (summary.json, sum
 general_ability.json) are rebuilt from every result.json in OUT, so a second run into the same
 folder with other --methods or --seeds adds to the report instead of replacing it. Results of
 another configuration are never mixed in: `check_compatible` refuses before any work starts.
+OUT/base/seed<k>.json keeps the base model's scores (stream, general ability) of seed k, so a later run
+into the same folder reuses them instead of measuring the base again (`read_base`, `write_base`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,33 @@ def write_result(run_dir: Path, res, seed: int, info: dict, data: dict) -> Path:
     finally:  # a full disk leaves no .tmp behind
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _base_path(out_dir: Path, seed: int) -> Path:
+    return Path(out_dir) / "base" / f"seed{seed}.json"
+
+
+def read_base(out_dir: Path, seed: int, key: dict) -> dict:
+    """The base model's measurements of seed `seed` stored by an earlier run into out_dir (base scores per
+    task, general ability, held-out perplexity), when that run had the same `key` (settings, data, general
+    benchmarks); {} otherwise, or when the file is missing or unreadable (they are then measured again)."""
+    try:
+        record = json.loads(_base_path(out_dir, seed).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record.get("values", {}) if isinstance(record, dict) and record.get("key") == key else {}
+
+
+def write_base(out_dir: Path, seed: int, key: dict, values: dict) -> None:
+    """Store the base model's measurements of one seed (see `read_base`), atomically."""
+    path = _base_path(out_dir, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps({"key": key, "values": values}, default=str, indent=1))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_results(out_dir: Path) -> list[dict]:
