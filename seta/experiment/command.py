@@ -197,7 +197,7 @@ def run(cfg, names, seeds, out_dir: Path, model_path, data_dir, resume: bool, pr
         tasks = streams[seed]
         factory = _base_factory(replace(cfg, train=train_cfg), model_path, tokenizer, out_dir.parent / ".cache", progress)
         # the base's measurements of this seed from an earlier run into out_dir, when it had the same key
-        base_key = {"run": info, "data": data[seed], "general": json.loads(json.dumps(general, default=str))}
+        base_key = results.base_key(info, data[seed], general)
         stored = results.read_base(out_dir, seed, base_key)
         base_scores = stored.get("base_scores")
         # BBH decoding cap: the tiny base rarely stops by itself; a preset may cap a real model's

@@ -40,14 +40,29 @@ def write_result(run_dir: Path, res, seed: int, info: dict, data: dict) -> Path:
     return path
 
 
+TRAINING_ONLY = ("lr", "warmup_ratio", "weight_decay", "max_grad_norm", "epochs", "batch_size", "grad_accum", "bf16",
+                 "gradient_checkpointing")  # train settings that never reach the untrained base's measurements
+
+
+def base_key(info: dict, data: dict, general) -> dict:
+    """What the base model's measurements of one seed depend on: the preset's model, tasks and data, the
+    evaluation settings (the train section bar `TRAINING_ONLY`; the method sections do not enter) and the
+    general-ability benchmarks."""
+    settings = info["settings"]
+    kept = {k: v for k, v in settings.items() if k not in ("sparse", "seta", "ewc", "lwf")}
+    kept["train"] = {k: v for k, v in settings["train"].items() if k not in TRAINING_ONLY}
+    return json.loads(json.dumps({"run": {**info, "settings": kept}, "data": data, "general": general}, default=str))
+
+
 def _base_path(out_dir: Path, seed: int) -> Path:
     return Path(out_dir) / "base" / f"seed{seed}.json"
 
 
 def read_base(out_dir: Path, seed: int, key: dict) -> dict:
     """The base model's measurements of seed `seed` stored by an earlier run into out_dir (base scores per
-    task, general ability, held-out perplexity), when that run had the same `key` (settings, data, general
-    benchmarks); {} otherwise, or when the file is missing or unreadable (they are then measured again)."""
+    task, general ability, held-out perplexity), when that run had the same `base_key`; {} otherwise, or
+    when the file is missing or unreadable (they are then measured again). A sweep may copy the file into
+    each value's folder: only its key decides whether it is used."""
     try:
         record = json.loads(_base_path(out_dir, seed).read_text())
     except (OSError, ValueError):

@@ -46,3 +46,23 @@ def test_a_damaged_base_file_is_measured_again(tmp_path):
     result = CliRunner().invoke(run_all.main, args)
     assert result.exit_code == 0, result.output
     assert len(json.loads((out / "base" / "seed0.json").read_text())["values"]["base_scores"]) == 1
+
+
+def test_the_key_ignores_training_settings_but_not_evaluation_settings():
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from seta.experiment import results
+    from seta.experiment.presets import QUICK
+
+    tasks = [SimpleNamespace(name="A")]
+
+    def key(cfg):
+        return results.base_key(results.run_info(cfg, None, tasks), {"A": "d"}, None)
+
+    tuned = replace(QUICK, train=replace(QUICK.train, lr=3e-4, epochs=(2,)),
+                    seta=replace(QUICK.seta, anchor_lambda=3.0), sparse=replace(QUICK.sparse, ratio=0.02))
+    assert key(tuned) == key(QUICK)  # the untrained base is measured the same
+    assert key(replace(QUICK, train=replace(QUICK.train, max_new_tokens=7))) != key(QUICK)
+    assert key(replace(QUICK, train=replace(QUICK.train, max_train_examples=8))) != key(QUICK)  # answer budgets
+    assert results.base_key(results.run_info(QUICK, None, tasks), {"A": "other"}, None) != key(QUICK)
