@@ -126,7 +126,8 @@ def test_a_given_data_dir_replaces_the_asset_presets_task_list(cli, tmp_path, mo
     assert result.exit_code == 0, result.output
     from seta.experiment.presets import PRESETS
 
-    assert "tasks" not in calls[0][0].stream and calls[0][0].stream["max_train"] == PRESETS["smollm2"].stream["max_train"]
+    assert "tasks" not in calls[0][0].stream and calls[0][0].stream["max_test"] == PRESETS["smollm2"].stream["max_test"]
+    assert calls[0][0].train.max_train_examples == PRESETS["smollm2"].train.max_train_examples  # the train cap stays
     calls.clear()
     result = CliRunner().invoke(cli, ["--preset", "smollm2", "--methods", "seta", "--general-tasks", "",
                                       "--out", str(tmp_path / "o")])  # the fetched stream: the preset's six tasks
