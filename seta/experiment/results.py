@@ -30,7 +30,11 @@ def run_info(cfg, model_path, tasks) -> dict:
 
 def write_result(run_dir: Path, res, seed: int, info: dict, data: dict) -> Path:
     record = {**res.__dict__, "OP": res.OP, "BWT": res.BWT, "seed": seed, "run": info, "data": data}
-    path = run_dir / "result.json"
+    return _write_json(run_dir / "result.json", record)
+
+
+def _write_json(path: Path, record: dict) -> Path:
+    """Write `record` to `path` atomically (a temporary file, then a rename)."""
     tmp = path.with_suffix(".json.tmp")
     try:
         tmp.write_text(json.dumps(record, default=str, indent=1))
@@ -74,12 +78,7 @@ def write_base(out_dir: Path, seed: int, key: dict, values: dict) -> None:
     """Store the base model's measurements of one seed (see `read_base`), atomically."""
     path = _base_path(out_dir, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps({"key": key, "values": values}, default=str, indent=1))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_json(path, {"key": key, "values": values})
 
 
 def read_results(out_dir: Path) -> list[dict]:
