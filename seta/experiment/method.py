@@ -57,10 +57,12 @@ def train_method(name: str, factory, tokenizer, tasks: list, cfg, run_dir: Path,
     Returns (RunResult, strategy)."""
     from seta.train import distributed as dist
     from seta.inference.card import base_hashes, write_card
+    from seta.train.checkpoint import seed_everything
     from seta.train.loop import ContinualTrainer
     from seta.train.strategies import build_strategy
 
     train_cfg = replace(cfg.train, seed=seed)
+    seed_everything(seed)  # what building draws (peft's LoRA init) must not depend on what ran before in the process
     base = factory()
     check_block_size(base, cfg.sparse)
     hashes = base_hashes(base)
