@@ -50,7 +50,8 @@ class RoutedLM(TemplateLM):
     """lm-eval LM over a loaded HF causal LM, with ``route``/``clear`` around every forward."""
 
     def __init__(self, model, tokenizer, *, route: Route | None = None, clear: Callable[[], None] | None = None,
-                 batch_size: int = 8, max_length: int | None = None, max_gen_toks: int = 256, progress: bool = True):
+                 batch_size: int = 8, max_length: int | None = None, max_gen_toks: int = 256, progress: bool = True,
+                 share_forwards: bool = True):
         super().__init__()
         if batch_size < 1 or max_gen_toks < 1:
             raise ValueError(f"batch_size and max_gen_toks must be >= 1, got {batch_size} and {max_gen_toks}")
@@ -59,6 +60,7 @@ class RoutedLM(TemplateLM):
         self.model, self.tokenizer = model, tokenizer
         self.route, self.clear = route, clear
         self.batch_size, self.max_gen_toks, self.progress = batch_size, max_gen_toks, progress
+        self.share_forwards = share_forwards  # False: one forward row per request (the reference path)
         hf = next((m for m in model.modules() if hasattr(m, "get_input_embeddings")), None)  # wrappers hold one
         if hf is None:
             raise ValueError(f"{type(model).__name__} holds no HF model (no get_input_embeddings)")
@@ -98,38 +100,49 @@ class RoutedLM(TemplateLM):
                 self.clear()
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """(sum of log p(continuation | context), continuation is the greedy one) per request."""
+        """(sum of log p(continuation | context), continuation is the greedy one) per request.
+
+        Requests whose forward input is the same (the same context and, before the last scored token, the same
+        continuation tokens) share one forward row: the four one-token choices of an MMLU question are one row.
+        Causal attention makes this exact: appending the last token changes no logit before it
+        (``share_forwards=False``: one row per request, the reference path)."""
         rows = []
         for _, ctx, cont in requests:
             if not 0 < len(cont) <= self.max_length:
                 raise ValueError(f"a continuation of {len(cont)} tokens does not fit the model's {self.max_length}")
             full = (list(ctx) + list(cont))[-(self.max_length + 1):]  # left-truncated
             rows.append((full, len(full) - len(cont)))  # (tokens, how many of them are context)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        members: dict[tuple, list[int]] = {}  # (forward input, n_ctx) -> the requests it scores
+        for i, (full, n_ctx) in enumerate(rows):
+            members.setdefault((tuple(full[:-1]), n_ctx) if self.share_forwards else (i,), []).append(i)
+        groups = sorted(members.values(), key=lambda g: -len(rows[g[0]][0]))
         out: list[tuple[float, bool] | None] = [None] * len(rows)
         was_training = self.model.training
         self.model.eval()
         try:
-            for s in tqdm(range(0, len(order), self.batch_size), desc="loglikelihood",
+            for s in tqdm(range(0, len(groups), self.batch_size), desc="loglikelihood",
                           disable=disable_tqdm or not self.progress, leave=False):
-                idx = order[s : s + self.batch_size]
-                inps = [rows[i][0][:-1] for i in idx]
+                batch = groups[s : s + self.batch_size]
+                heads = [rows[g[0]] for g in batch]  # (tokens, n_ctx) of each forward row
+                inps = [full[:-1] for full, _ in heads]
                 t = max(len(x) for x in inps)
-                ids = torch.full((len(idx), t), self.pad_id, dtype=torch.long)  # (B, T) right-padded
-                mask = torch.zeros((len(idx), t), dtype=torch.long)  # (B, T)
+                ids = torch.full((len(batch), t), self.pad_id, dtype=torch.long)  # (B, T) right-padded
+                mask = torch.zeros((len(batch), t), dtype=torch.long)  # (B, T)
                 for r, x in enumerate(inps):
                     ids[r, : len(x)] = torch.tensor(x)
                     mask[r, : len(x)] = 1
                 ids, mask = ids.to(self.device), mask.to(self.device)
-                kw = {"logits_to_keep": t - min(rows[i][1] for i in idx) + 1} if self._keep else {}
-                logits = self._routed([rows[i][0][: rows[i][1]] for i in idx],
+                kw = {"logits_to_keep": t - min(n_ctx for _, n_ctx in heads) + 1} if self._keep else {}
+                logits = self._routed([full[:n_ctx] for full, n_ctx in heads],
                                       lambda: self.model(input_ids=ids, attention_mask=mask, **kw).logits)  # (B, K, V)
                 off = t - logits.shape[1]  # logits hold the last K of the T positions
-                for r, i in enumerate(idx):
-                    full, n_ctx = rows[i]
-                    cont = torch.tensor(full[n_ctx:], device=logits.device)  # (C,)
+                for r, group in enumerate(batch):
+                    full, n_ctx = heads[r]
                     lp = F.log_softmax(logits[r, n_ctx - 1 - off : len(full) - 1 - off].float(), dim=-1)  # (C, V)
-                    out[i] = (float(lp.gather(1, cont[:, None]).sum()), bool((lp.argmax(-1) == cont).all()))
+                    greedy = lp.argmax(-1)  # (C,)
+                    for i in group:
+                        cont = torch.tensor(rows[i][0][n_ctx:], device=logits.device)  # (C,)
+                        out[i] = (float(lp.gather(1, cont[:, None]).sum()), bool((greedy == cont).all()))
         finally:
             self.model.train(was_training)
         return out

@@ -56,7 +56,7 @@ def test_routing_to_a_wrong_answer_scores_0_and_limit_caps_the_items(tok, fixtur
     assert {b: r.n for b, r in res.items()} == {"mmlu": 5, "bbh": 5, "piqa": 4}  # piqa has only 4
 
 
-def test_route_precedes_every_forward_with_its_batch_and_sees_the_prompt_only(right):
+def test_route_precedes_every_forward_with_its_batch_and_sees_the_prompt_only(right, tok):
     _, oracle = right
     events, open_route, forwards = oracle.events, None, 0
     for e in events:
@@ -74,8 +74,10 @@ def test_route_precedes_every_forward_with_its_batch_and_sees_the_prompt_only(ri
     # log-likelihood rows route on the context without the scored choice; generation on the prompt
     ends = {p.rstrip().rsplit("\n", 1)[-1] for p in oracle.prompts}
     assert ends == {"Answer:", "A:"}, ends
-    # every row was routed: 6 MMLU questions x 4 choices, 4 PIQA goals x 2 solutions, 6 BBH prompts
-    assert len(oracle.prompts) == 6 * 4 + 4 * 2 + 6
+    # every forward row was routed: per MMLU question one row for its one-token choices " A", " B", " C" and one
+    # for " D" (two tokens in this tokenizer), 4 PIQA goals x 2 solutions, 6 BBH prompts
+    assert [len(tok(f" {c}", add_special_tokens=False)["input_ids"]) for c in "ABCD"] == [1, 1, 1, 2]
+    assert len(oracle.prompts) == 6 * 2 + 4 * 2 + 6
 
 
 def test_base_model_scores_in_range_and_bbh_uses_the_stock_exemplars(tok, fixture_dir, right):
@@ -106,7 +108,7 @@ def test_mmlu_prompt_is_lm_eval_stock_format(tok, fixture_dir):
 
     want = ("The following are multiple choice questions (with answers) about arith minus.\n\n"
             f"{block(dev)} {'ABCD'[dev['answer']]}\n\n{block(test)}")
-    assert prompts == [want] * 4  # one routed row per choice, all under the same prompt
+    assert prompts == [want] * 2  # every choice under the same prompt: " A", " B", " C" share one row, " D" has two tokens
 
 
 # ---------------------------------------------------------------------------------------- RoutedLM
@@ -122,7 +124,9 @@ def naive_loglikelihood(model, tok, ctx: str, cont: str, max_length: int):
 
 
 REQUESTS = [("Q: red cat\nA:", " blue"), ("hello", " world of trees"), ("x", " y"),
-            ("the sun " * 30 + "and", " moon"), ("Answer:", " A")]
+            ("the sun " * 30 + "and", " moon"), ("Answer:", " A"),
+            ("Answer:", " B"), ("Answer:", " C"),  # one-token choices of one context: one forward row
+            ("Q:", " red cat"), ("Q:", " red car")]  # the same tokens but the last: one row
 
 
 def instances(kind, args):
@@ -134,15 +138,21 @@ def test_batched_loglikelihood_matches_naive_reference_and_lm_eval_hflm(tok):
 
     model = build_tiny_model(tokenizer=tok)
     kept = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: kept.append((kw["input_ids"].shape[1], kw.get("logits_to_keep"))),
+    hook = model.register_forward_pre_hook(lambda m, a, kw: kept.append((*kw["input_ids"].shape, kw.get("logits_to_keep"))),
                                            with_kwargs=True)
     lm = RoutedLM(model, tok, batch_size=3, max_length=48, progress=False)  # the long context is truncated
     got = lm.loglikelihood(instances("loglikelihood", REQUESTS), disable_tqdm=True)
     hook.remove()
-    assert len(kept) == 2 and all(k is not None and k < t for t, k in kept)  # logits of the scored positions only
+    assert all(k is not None and k < t for _, t, k in kept)  # logits of the scored positions only
+    assert [tok(c, add_special_tokens=False)["input_ids"][:-1] for c in (" red cat", " red car")] == [[300, 71, 277]] * 2
+    assert sum(b for b, _, _ in kept) == 6  # 9 requests, 6 distinct forward inputs
     for (ctx, cont), (ll, greedy) in zip(REQUESTS, got):
         ref_ll, ref_greedy = naive_loglikelihood(model, tok, ctx, cont, 48)
         assert ll == pytest.approx(ref_ll, abs=1e-4) and greedy == ref_greedy
+    one_row_each = RoutedLM(model, tok, batch_size=3, max_length=48, progress=False, share_forwards=False)
+    ref = one_row_each.loglikelihood(instances("loglikelihood", REQUESTS), disable_tqdm=True)
+    assert [g for _, g in ref] == [g for _, g in got]
+    torch.testing.assert_close(torch.tensor([x for x, _ in got]), torch.tensor([x for x, _ in ref]), atol=1e-5, rtol=0)
     hf = HFLM(pretrained=model, tokenizer=tok, batch_size=2, max_length=48)
     ref = hf.loglikelihood(instances("loglikelihood", REQUESTS), disable_tqdm=True)
     assert [g for _, g in got] == [g for _, g in ref]
