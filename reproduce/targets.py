@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from seta.core.metrics import backward_transfer, learning_accuracy, overall_performance
+from seta.core.metrics import backward_transfer, learning_accuracy, overall_performance, plasticity_gain
 from seta.experiment.failures import error_boundary
 
 METRICS = {"OP": overall_performance, "BWT": backward_transfer, "LA": learning_accuracy}
@@ -51,11 +51,7 @@ def per_seed(found: list[dict]) -> dict[str, dict[int, dict]]:
     out: dict[str, dict[int, dict]] = {}
     for r in found:
         base = r.get("base_scores") or r.get("extra", {}).get("base_scores")
-        n = len(r["tasks"])
-        diag = [r["R"][i][i] for i in range(n)]
-        gain = None
-        if base is not None and all(v is not None for v in diag):
-            gain = statistics.fmean(d - b for d, b in zip(diag, base))
+        gain = None if base is None else _metric(lambda R, b=base: plasticity_gain(R, b), r["R"])
         out.setdefault(r["method"], {})[int(r["seed"])] = {**{k: _metric(fn, r["R"]) for k, fn in METRICS.items()},
                                                            "gain": gain, "routing": r.get("routing_acc")}
     return out

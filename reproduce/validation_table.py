@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from seta.core.metrics import plasticity_gain
 from seta.experiment.failures import error_boundary
 
 SETTINGS = (("steps", None), ("lr", ("train", "lr")), ("lambda", ("seta", "anchor_lambda")),
@@ -49,9 +50,10 @@ def gains(summary: dict) -> dict[str, float]:
     base = [sum(row[i] for row in base_rows) / len(base_rows) for i in range(n)]
     out = {}
     for name, m in summary["methods"].items():
-        diag = [m["R"][i][i] for i in range(n)]
-        if all(v is not None for v in diag):
-            out[name] = sum(d - b for d, b in zip(diag, base)) / n
+        try:
+            out[name] = plasticity_gain(m["R"], base)
+        except ValueError:  # a method without a just-trained row (MTL) has no gain
+            continue
     return out
 
 

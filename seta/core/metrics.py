@@ -7,6 +7,7 @@ i, j = 1..n, b_j = the base model's score on task j, and
     BWT = 1/(n-1) sum_{j=1..n-1} (R[n][j] - R[j][j])
     FWT = 1/(n-1) sum_{j=2..n} (R[j-1][j] - b_j)
     LA  = (1/n) sum_{j=1..n} R[j][j]            (learning accuracy: plasticity, the just-learned score)
+    G   = (1/n) sum_{j=1..n} (R[j][j] - b_j)     (plasticity gain: what training on each task taught it)
 
 Code convention (0-based): R[i][j] with i, j = 0..n-1, so docs/method.md's R[n][j] is R[n-1][j-1] here.
 R may be a list of lists or a numpy array; entries never read (e.g. tasks not yet seen) may be NaN.
@@ -20,8 +21,8 @@ import math
 
 import numpy as np
 
-__all__ = ["overall_performance", "backward_transfer", "forward_transfer", "learning_accuracy", "per_task_rows",
-           "summary"]
+__all__ = ["overall_performance", "backward_transfer", "forward_transfer", "learning_accuracy", "plasticity_gain",
+           "per_task_rows", "summary"]
 
 
 def _matrix(R) -> np.ndarray:
@@ -68,6 +69,20 @@ def learning_accuracy(R) -> float:
     m = _matrix(R)
     n = m.shape[0]
     return sum(_read(m, j, j) for j in range(n)) / n
+
+
+def plasticity_gain(R, base_scores) -> float:
+    """G = (1/n) sum_j (R[j][j] - b_j) (0-based and spec alike): the mean of each task's just-trained
+    score minus the base model's score on it, i.e. LA - mean(b). base_scores: (n,)."""
+    m = _matrix(R)
+    n = m.shape[0]
+    b = _base(base_scores, n)
+    terms = []
+    for j in range(n):
+        if math.isnan(b[j]):
+            raise ValueError(f"base_scores[{j}] is NaN but is needed for the plasticity gain")
+        terms.append(_read(m, j, j) - b[j])
+    return sum(terms) / n
 
 
 def forward_transfer(R, base_scores) -> float:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seta.core.metrics import (backward_transfer, forward_transfer, learning_accuracy, overall_performance,
-                               per_task_rows, summary)
+                               per_task_rows, plasticity_gain, summary)
 
 SPEC = settings(max_examples=200, deadline=None)
 nan = float("nan")
@@ -48,6 +48,18 @@ def test_learning_accuracy_reads_the_diagonal_only():
     R[1, 1] = np.nan
     with pytest.raises(ValueError, match=r"R\[1\]\[1\]"):
         learning_accuracy(R)
+
+
+def test_plasticity_gain_by_hand():
+    # ((80 - 15) + (85 - 18) + (90 - 25)) / 3 = (65 + 67 + 65) / 3 = 65.666...
+    assert plasticity_gain(R3, B3) == pytest.approx(197 / 3)
+    # JSON's null for a task never trained on its own (MTL's diagonal) is a missing entry, not a number
+    with pytest.raises(ValueError, match=r"R\[1\]\[1\]"):
+        plasticity_gain([[80.0, None], [None, None]], [10.0, 20.0])
+    with pytest.raises(ValueError, match="base_scores"):
+        plasticity_gain(R3, [15.0, nan, 25.0])
+    with pytest.raises(ValueError, match="one score per task"):
+        plasticity_gain(R3, [15.0, 18.0])
 
 
 def test_hand_computed_two_tasks_numpy_input():
