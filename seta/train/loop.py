@@ -226,12 +226,14 @@ class ContinualTrainer(TaskTraining):
         """The metrics record of task t: its loss figures, the strategy's (allocation), gate accuracy, scores."""
         rl = self.strategy.routing_log  # the routings of the evaluations after task t
         per: dict[str, float] = {}
+        null: dict[str, float] = {}  # % of the task's items the null expert took (the base alone)
         for j in sorted(set(rl.true)):
-            pairs = [(a, b) for a, b in zip(rl.true, rl.pred) if a == j]
-            per[self.tasks[j].name] = 100.0 * sum(int(a == b) for a, b in pairs) / len(pairs)
+            routed = [b for a, b in zip(rl.true, rl.pred) if a == j]
+            per[self.tasks[j].name] = 100.0 * sum(int(b == j) for b in routed) / len(routed)
+            null[self.tasks[j].name] = 100.0 * sum(int(b < 0) for b in routed) / len(routed)
         stats = getattr(self.strategy, "task_stats", {}).get(t, {})
         return {"kind": "task", "task": t, "task_name": self.tasks[t].name, **self.task_log.get(t, {}), **stats,
-                "gate_acc": rl.accuracy(), "gate_acc_per_task": per or None,
+                "gate_acc": rl.accuracy(), "gate_acc_per_task": per or None, "null_per_task": null or None,
                 "scores": {self.tasks[j].name: v for j, v in enumerate(scores)}}
 
     def _result(self, R, base_scores, wall_s) -> RunResult:

@@ -59,6 +59,12 @@ def test_one_record_per_optimiser_step_and_per_task(make_base, tok, tasks, tmp_p
         assert r["steps"] == per_task[t]
         assert list(r["scores"].values()) == [v for v in res.R[t] if v == v]  # R[t][:t+2]
         assert 0 <= r["gate_acc"] <= 100 and set(r["gate_acc_per_task"]) == {x.name for x in tasks[: t + 1]}
+        assert set(r["null_per_task"]) == set(r["gate_acc_per_task"])
+        assert all(0 <= r["null_per_task"][k] <= 100 - r["gate_acc_per_task"][k] for k in r["null_per_task"])
+    # the last record's null shares are the final evaluation's: they add up to the result's null count
+    n_eval = [min(len(x.test), CFG.max_eval_examples or len(x.test)) for x in tasks]
+    last = done[-1]["null_per_task"]
+    assert sum(last[x.name] * n / 100 for x, n in zip(tasks, n_eval)) == pytest.approx(res.extra["null_routed"])
     # the resolved config next to the checkpoint is what the result and the checkpoint's identity hold
     config = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert config == res.config == trainer.identity()["config"]
