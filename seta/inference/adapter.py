@@ -118,15 +118,25 @@ class SetaAdapter:
         n = len(self.tasks)
         return (torch.cat(routes) if routes else torch.zeros(0, n)), (torch.cat(softmax) if softmax else torch.zeros(0, n))
 
-    def route_callbacks(self):
+    def route_callbacks(self, counts: dict | None = None):
         """(route(input_ids, attention_mask), clear()) for `seta.eval.harness.RoutedLM`: every forward routed
-        through the gate as `generate` routes (null expert included)."""
+        through the gate as `generate` routes (null expert included). counts: a dict that tallies the routed
+        task of every row ("null" for the null expert)."""
         def route(input_ids, attention_mask):
-            dev = self.seta.device
-            self.seta.route_batch(input_ids.to(dev), attention_mask.to(dev), mode=self.mode, k=self.soft_k,
-                                  null=self.null)
+            self._route_rows(input_ids, attention_mask, counts)
 
         return route, self.seta.clear_route
+
+    def _route_rows(self, input_ids, attention_mask, counts: dict | None) -> None:
+        """Route a batch through the gate; add each row's routed task (the highest weight, "null" for a zero
+        row) to counts."""
+        dev = self.seta.device
+        probs = self.seta.route_batch(input_ids.to(dev), attention_mask.to(dev), mode=self.mode, k=self.soft_k,
+                                      null=self.null)
+        if counts is not None:
+            for row in probs:
+                name = self.tasks[int(row.argmax())] if float(row.sum()) > 0 else "null"
+                counts[name] = counts.get(name, 0) + 1
 
     # ---- generation ---------------------------------------------------------------------------------
     def generate(self, prompts, *, task: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
@@ -190,12 +200,7 @@ class SetaAdapter:
             counts: dict = {}
 
             def before(idx, inputs, counts=counts):
-                dev = self.seta.device
-                probs = self.seta.route_batch(inputs["input_ids"].to(dev), inputs["attention_mask"].to(dev),
-                                              mode=self.mode, k=self.soft_k, null=self.null)
-                for row in probs:
-                    name = self.tasks[int(row.argmax())] if float(row.sum()) > 0 else "null"
-                    counts[name] = counts.get(name, 0) + 1
+                self._route_rows(inputs["input_ids"], inputs["attention_mask"], counts)
 
             preds = generate(self.seta, self.tokenizer, self._encode(prompts), max_new_tokens=self._budget(j),
                              stop_text=self._stop(j),

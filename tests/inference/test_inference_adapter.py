@@ -159,9 +159,11 @@ def test_route_callbacks_route_a_forward_as_generate_does(adapter, tiny_tasks):
     prompt = tiny_tasks[0].test[0].prompt
     g = adapter.generate([prompt])[0]
     batch = left_pad(adapter._encode([prompt]), adapter.tokenizer.pad_token_id)
-    route, clear = adapter.route_callbacks()
+    counts = {}
+    route, clear = adapter.route_callbacks(counts)
     with torch.no_grad():
         route(batch["input_ids"], batch["attention_mask"])
+        assert counts == {g.task or "null": 1}  # the tally names the route generate took
         got = adapter.seta(**batch).logits
         clear()
         ids = adapter.seta.registry.expert(adapter.task_index(g.task)) if g.task else []
