@@ -27,13 +27,12 @@ from seta.core.metrics import learning_accuracy, overall_performance
 from seta.experiment.failures import error_boundary
 
 
-def _runs(out_dir: Path, method: str) -> dict[int, dict]:
+def _runs(found: list[dict], method: str) -> dict[int, dict]:
     """seed -> {"result": result.json, "records": the task records of metrics.jsonl by task index}."""
-    from seta.experiment.results import read_results
     from seta.train.metrics import read_metrics
 
     runs = {}
-    for r in read_results(out_dir):
+    for r in found:
         if r["method"] != method:
             continue
         folder = Path(r["path"]).parent
@@ -61,7 +60,10 @@ def _loss(result: dict, j: int):
 
 def diagnose(out_dir: Path, method: str, oracle: str, reference: str) -> str:
     """The markdown report (see the module docstring)."""
-    routed, ref, orc = _runs(out_dir, method), _runs(out_dir, reference), _runs(out_dir, oracle)
+    from seta.experiment.results import read_results
+
+    found = read_results(out_dir)  # every result.json once
+    routed, ref, orc = _runs(found, method), _runs(found, reference), _runs(found, oracle)
     for name, runs in ((method, routed), (reference, ref)):
         if not runs:
             raise click.ClickException(f"{out_dir}: no finished run of {name} (no {name}/seed<k>/result.json)")

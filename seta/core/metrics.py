@@ -74,15 +74,11 @@ def learning_accuracy(R) -> float:
 def plasticity_gain(R, base_scores) -> float:
     """G = (1/n) sum_j (R[j][j] - b_j) (0-based and spec alike): the mean of each task's just-trained
     score minus the base model's score on it, i.e. LA - mean(b). base_scores: (n,)."""
-    m = _matrix(R)
-    n = m.shape[0]
-    b = _base(base_scores, n)
-    terms = []
-    for j in range(n):
-        if math.isnan(b[j]):
-            raise ValueError(f"base_scores[{j}] is NaN but is needed for the plasticity gain")
-        terms.append(_read(m, j, j) - b[j])
-    return sum(terms) / n
+    b = _base(base_scores, _matrix(R).shape[0])
+    missing = np.flatnonzero(np.isnan(b))
+    if missing.size:
+        raise ValueError(f"base_scores[{int(missing[0])}] is NaN but is needed for the plasticity gain")
+    return learning_accuracy(R) - float(b.mean())
 
 
 def forward_transfer(R, base_scores) -> float:
